@@ -241,7 +241,8 @@ private:
 struct cgroup_program {
     uint32_t prog_id = 0;
     uint32_t attach_flags = 0;  // per program (5.19+): BPF_F_ALLOW_MULTI etc.; 0 for links
-    uint32_t link_id = 0;       // the link that holds it (6.6+), 0 for a legacy attachment
+    uint32_t link_id = 0;       // the link that holds it, where the kernel reports it (6.6+
+                                // for mprog hooks; 6.18 leaves it 0 for cgroups)
 };
 
 // What is attached to a cgroup at one attach type.

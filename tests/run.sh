@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the library and runs every test (unit, kernel, package) on a Debian bookworm machine,
+# installing the Debian packages the build and tests need when they are missing.
+# Kernel tests need root and BPF; they create and remove their own cgroups and bpffs mounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(cmake g++ make pkg-config libelf-dev zlib1g-dev linux-libc-dev libgtest-dev
+          libbenchmark-dev bpftool iproute2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build="${BUILD_DIR:-build}"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$build" -j"$(nproc)"
+ctest --test-dir "$build" --output-on-failure
