@@ -60,7 +60,7 @@ enum class attach_mode { automatic, link, legacy };
 // process in the kernel; this object detaches it on destruction unless release()d, so both
 // kinds behave the same for the caller.
 class cgroup_link {
-public:
+  public:
     cgroup_link() = default;
     cgroup_link(cgroup_link&& o) noexcept = default;
     cgroup_link& operator=(cgroup_link&& o) noexcept {
@@ -224,7 +224,7 @@ public:
         prog_.reset();
     }
 
-private:
+  private:
     void drop() {
         if (cgroup_.valid()) {
             (void)detach();
@@ -256,7 +256,9 @@ struct cgroup_query {
 // `effective`, the programs that run there including inherited ones.
 inline result<cgroup_query> query_cgroup(int cgroup_fd, uint32_t attach_type,
                                          bool effective = false) {
-    auto ctx = [&] { return "query cgroup programs (attach type " + std::to_string(attach_type) + ")"; };
+    auto ctx = [&] {
+        return "query cgroup programs (attach type " + std::to_string(attach_type) + ")";
+    };
     for (uint32_t cap = 16;; cap *= 4) {
         std::vector<uint32_t> ids(cap), flags(cap), links(cap), link_flags(cap);
         sys::prog_query_attr attr{};

@@ -89,8 +89,8 @@ inline result<bool> map_type(uint32_t type) {
                 in.max_entries = 1;
                 auto f = sys::map_create(in);
                 if (!f) {
-                    return std::move(f).error().context("probe map type " +
-                                                        std::to_string(type) + ": inner map");
+                    return std::move(f).error().context("probe map type " + std::to_string(type) +
+                                                        ": inner map");
                 }
                 inner = std::move(*f);
                 attr.inner_map_fd = uint32_t(inner.get());
@@ -146,8 +146,7 @@ inline result<bool> prog_type(uint32_t type) {
         }
         // Only presence matters here: skip the verifier log.
         sys::log_options quiet{.level = 0, .initial_size = 128, .max_size = 128};
-        return detail::verdict(sys::prog_load(attr, quiet),
-                               "program type " + std::to_string(type));
+        return detail::verdict(sys::prog_load(attr, quiet), "program type " + std::to_string(type));
     });
 }
 

@@ -86,7 +86,7 @@ constexpr bool is_percpu_map_type(uint32_t type) {
 
 // A mapping of a BPF_F_MMAPABLE array's values; unmapped on destruction.
 class map_mapping {
-public:
+  public:
     map_mapping() = default;
     map_mapping(void* p, size_t len) : p_(p), len_(len) {}
     map_mapping(map_mapping&& o) noexcept
@@ -104,7 +104,7 @@ public:
     std::byte* data() const { return static_cast<std::byte*>(p_); }
     size_t size() const { return len_; }
 
-private:
+  private:
     void unmap() {
         if (p_) {
             ::munmap(p_, len_);
@@ -117,10 +117,10 @@ private:
 
 // The position of a batch walk over a map; start with a default-constructed cursor.
 class batch_cursor {
-public:
+  public:
     bool done() const { return done_; }
 
-private:
+  private:
     friend class map;
     // The kernel's token is a key for arrays and a bucket number for hashes: room for both.
     std::vector<std::byte> in_, out_;
@@ -131,7 +131,7 @@ private:
 // A live map. The untyped core: keys and values are raw bytes of key_size() and
 // value_size() (per-CPU maps: value_stride() bytes for each possible CPU).
 class map {
-public:
+  public:
     map() = default;
 
     // Creates a map (BPF_MAP_CREATE).
@@ -389,7 +389,7 @@ public:
                ", max_entries " + std::to_string(o.max_entries) + ")";
     }
 
-private:
+  private:
     result<void> init_stride() {
         value_buffer_ = value_size_;
         if (is_percpu_map_type(type_)) {

@@ -55,7 +55,7 @@ struct program_info {
 
 // A loaded program. Closing the last fd (and removing its pins and attachments) unloads it.
 class program {
-public:
+  public:
     program() = default;
 
     // Loads a program (BPF_PROG_LOAD). On rejection the error carries the verifier log; with
@@ -140,8 +140,7 @@ public:
         attr.flags = o.flags;
         attr.cpu = o.cpu;
         EBPF_TRY_CTX(sys::prog_test_run(attr), "program " + name_ + ": test run");
-        return test_run_result{attr.retval, attr.duration, attr.data_size_out,
-                               attr.ctx_size_out};
+        return test_run_result{attr.retval, attr.duration, attr.data_size_out, attr.ctx_size_out};
     }
 
     // Reads the program's id, type, name and tag from the kernel.
@@ -161,7 +160,7 @@ public:
         return out;
     }
 
-private:
+  private:
     ebpf::fd fd_;
     uint32_t type_ = 0;
     std::string name_;

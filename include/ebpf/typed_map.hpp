@@ -71,7 +71,7 @@ inline result<std::vector<K>> keys_of(const map& m) {
 // A BPF_MAP_TYPE_ARRAY of V. Like every typed view it refers to a map that must outlive it.
 template <map_pod V>
 class array {
-public:
+  public:
     static result<array> view(const map& m) {
         EBPF_TRY(detail::check_view(m, {BPF_MAP_TYPE_ARRAY}, 4, sizeof(V), "array"));
         return array(m);
@@ -94,7 +94,7 @@ public:
     }
     uint32_t size() const { return b_.max_entries; }
 
-private:
+  private:
     explicit array(const map& m) : b_{m.fd(), m.max_entries(), &m} {}
     error out_of_range(uint32_t index) const {
         return error(ENOENT, "map " + b_.m->name() + ": lookup",
@@ -106,7 +106,7 @@ private:
 // A BPF_MAP_TYPE_HASH (or LRU_HASH) of K to V.
 template <map_pod K, map_pod V>
 class hash {
-public:
+  public:
     static result<hash> view(const map& m) {
         EBPF_TRY(detail::check_view(m, {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH}, sizeof(K),
                                     sizeof(V), "hash"));
@@ -133,7 +133,7 @@ public:
     // Returns every key.
     result<std::vector<K>> keys() const { return detail::keys_of<K>(*b_.m); }
 
-private:
+  private:
     explicit hash(const map& m) : b_{m.fd(), m.max_entries(), &m} {}
     detail::view_base b_;
 };
@@ -142,7 +142,7 @@ namespace detail {
 // Per-CPU values: one slot of sizeof(V) rounded up to 8 bytes for each possible CPU.
 template <class V>
 class percpu_buffer {
-public:
+  public:
     static constexpr size_t stride = (sizeof(V) + 7) & ~size_t(7);
     explicit percpu_buffer(uint32_t cpus) : cpus_(cpus) {
         if (bytes() > sizeof small_) {
@@ -154,7 +154,7 @@ public:
     void get(uint32_t cpu, V& v) { std::memcpy(&v, data() + stride * cpu, sizeof(V)); }
     void set(uint32_t cpu, const V& v) { std::memcpy(data() + stride * cpu, &v, sizeof(V)); }
 
-private:
+  private:
     uint32_t cpus_;
     alignas(8) std::byte small_[512];
     std::vector<std::byte> big_;
@@ -163,7 +163,7 @@ private:
 // The shared body of percpu_array and percpu_hash, over a key type K.
 template <class K, class V>
 class percpu_ops {
-public:
+  public:
     // Returns how many values a lookup gives: the number of possible CPUs.
     uint32_t cpus() const { return cpus_; }
 
@@ -239,7 +239,7 @@ public:
         return sys::map_update_elem(b_.fd, &key, buf.data(), flags);
     }
 
-protected:
+  protected:
     percpu_ops(const map& m, uint32_t cpus) : b_{m.fd(), m.max_entries(), &m}, cpus_(cpus) {}
     static result<uint32_t> cpu_count(const map& m, uint32_t type, uint32_t key_size,
                                       const char* view) {
@@ -259,7 +259,7 @@ protected:
 // A BPF_MAP_TYPE_PERCPU_ARRAY of V: each index holds one V per possible CPU.
 template <map_pod V>
 class percpu_array : public detail::percpu_ops<uint32_t, V> {
-public:
+  public:
     static result<percpu_array> view(const map& m) {
         auto n = percpu_array::cpu_count(m, BPF_MAP_TYPE_PERCPU_ARRAY, 4, "percpu_array");
         if (!n) [[unlikely]] {
@@ -268,14 +268,14 @@ public:
         return percpu_array(m, *n);
     }
 
-private:
+  private:
     percpu_array(const map& m, uint32_t cpus) : detail::percpu_ops<uint32_t, V>(m, cpus) {}
 };
 
 // A BPF_MAP_TYPE_PERCPU_HASH of K to one V per possible CPU.
 template <map_pod K, map_pod V>
 class percpu_hash : public detail::percpu_ops<K, V> {
-public:
+  public:
     static result<percpu_hash> view(const map& m) {
         auto n = percpu_hash::cpu_count(m, BPF_MAP_TYPE_PERCPU_HASH, sizeof(K), "percpu_hash");
         if (!n) [[unlikely]] {
@@ -288,7 +288,7 @@ public:
     // Returns every key.
     result<std::vector<K>> keys() const { return detail::keys_of<K>(*this->b_.m); }
 
-private:
+  private:
     percpu_hash(const map& m, uint32_t cpus) : detail::percpu_ops<K, V>(m, cpus) {}
 };
 
@@ -374,10 +374,10 @@ static_assert(sizeof(lpm_key) == 20);
 // A BPF_MAP_TYPE_LPM_TRIE from lpm_key prefixes to V.
 template <map_pod V>
 class lpm_trie {
-public:
+  public:
     static result<lpm_trie> view(const map& m) {
-        EBPF_TRY(detail::check_view(m, {BPF_MAP_TYPE_LPM_TRIE}, sizeof(lpm_key), sizeof(V),
-                                    "lpm_trie"));
+        EBPF_TRY(
+            detail::check_view(m, {BPF_MAP_TYPE_LPM_TRIE}, sizeof(lpm_key), sizeof(V), "lpm_trie"));
         return lpm_trie(m);
     }
     // Returns the value of the longest stored prefix that contains `key` (use a full-length
@@ -402,7 +402,7 @@ public:
     // Returns every stored prefix.
     result<std::vector<lpm_key>> keys() const { return detail::keys_of<lpm_key>(*b_.m); }
 
-private:
+  private:
     explicit lpm_trie(const map& m) : b_{m.fd(), m.max_entries(), &m} {}
     detail::view_base b_;
 };

@@ -80,8 +80,11 @@ class CgroupAttachTest : public KernelTest, public ::testing::WithParamInterface
 TEST_P(CgroupAttachTest, SockOpsAttachQueryReplaceDetach) {
     test_cgroup cg;
     ASSERT_GE(cg.fd(), 0);
-    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
-                          .max_entries = 16, .name = "t_ops_cnt"});
+    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                          .key_size = 4,
+                          .value_size = 8,
+                          .max_entries = 16,
+                          .name = "t_ops_cnt"});
     ASSERT_OK(m);
     auto code_a = test::count_sock_ops_program(m->fd(), 1);
     auto code_b = test::count_sock_ops_program(m->fd(), 1000);
@@ -171,19 +174,28 @@ struct counters {
 TEST_F(CgroupTest, SkbIngressAndEgressCountExactlyTheBytesSent) {
     test_cgroup cg;
     ASSERT_GE(cg.fd(), 0);
-    auto tx = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 16,
-                           .max_entries = 1, .name = "t_tx"});
-    auto rx = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 16,
-                           .max_entries = 1, .name = "t_rx"});
+    auto tx = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                           .key_size = 4,
+                           .value_size = 16,
+                           .max_entries = 1,
+                           .name = "t_tx"});
+    auto rx = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                           .key_size = 4,
+                           .value_size = 16,
+                           .max_entries = 1,
+                           .name = "t_rx"});
     ASSERT_OK(tx);
     ASSERT_OK(rx);
     auto tx_code = test::count_skb_program(tx->fd());
     auto rx_code = test::count_skb_program(rx->fd());
-    auto egress = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB, .insns = tx_code,
-                                 .name = "t_tx", .expected_attach_type = BPF_CGROUP_INET_EGRESS});
-    auto ingress =
-        program::load({.type = BPF_PROG_TYPE_CGROUP_SKB, .insns = rx_code, .name = "t_rx",
-                       .expected_attach_type = BPF_CGROUP_INET_INGRESS});
+    auto egress = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB,
+                                 .insns = tx_code,
+                                 .name = "t_tx",
+                                 .expected_attach_type = BPF_CGROUP_INET_EGRESS});
+    auto ingress = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB,
+                                  .insns = rx_code,
+                                  .name = "t_rx",
+                                  .expected_attach_type = BPF_CGROUP_INET_INGRESS});
     ASSERT_OK(egress);
     ASSERT_OK(ingress);
     auto le = cgroup_link::attach(cg.fd(), *egress, BPF_CGROUP_INET_EGRESS);
@@ -236,7 +248,8 @@ TEST_F(CgroupTest, SetsockoptProgramLocksTheTrafficClass) {
     test_cgroup cg;
     ASSERT_GE(cg.fd(), 0);
     auto code = test::tclass_lock_program();
-    auto p = program::load({.type = BPF_PROG_TYPE_CGROUP_SOCKOPT, .insns = code,
+    auto p = program::load({.type = BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                            .insns = code,
                             .name = "t_tclass_lock",
                             .expected_attach_type = BPF_CGROUP_SETSOCKOPT});
     ASSERT_OK(p);
@@ -261,8 +274,7 @@ TEST_F(CgroupTest, SetsockoptProgramLocksTheTrafficClass) {
         }
         int got_hops = -1;
         len = sizeof got_hops;
-        if (::getsockopt(s, SOL_IPV6, IPV6_UNICAST_HOPS, &got_hops, &len) != 0 ||
-            got_hops != 7) {
+        if (::getsockopt(s, SOL_IPV6, IPV6_UNICAST_HOPS, &got_hops, &len) != 0 || got_hops != 7) {
             return 4;  // other options pass untouched
         }
         ::close(s);
@@ -292,7 +304,8 @@ TEST_F(CgroupTest, PinnedLinkOutlivesItsObjectAndReopens) {
     auto again = cgroup_link::from_pin(fs.path("link"));
     ASSERT_OK(again);
     EXPECT_EQ(again->attach_type(), uint32_t(BPF_CGROUP_SOCK_OPS));
-    auto next = program::load({.type = BPF_PROG_TYPE_SOCK_OPS, .insns = code, .name = "t_pin_next"});
+    auto next =
+        program::load({.type = BPF_PROG_TYPE_SOCK_OPS, .insns = code, .name = "t_pin_next"});
     ASSERT_OK(next);
     ASSERT_OK(again->update(*next));
     EXPECT_EQ(attached_ids(cg, BPF_CGROUP_SOCK_OPS), std::vector<uint32_t>{next->info()->id});

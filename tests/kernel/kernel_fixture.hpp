@@ -38,20 +38,20 @@ inline int count_open_fds() {
 
 // Every kernel test checks that it closed every fd it opened.
 class KernelTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override { fds_before_ = count_open_fds(); }
     void TearDown() override {
         EXPECT_EQ(count_open_fds(), fds_before_) << "the test leaked file descriptors";
     }
 
-private:
+  private:
     int fds_before_ = 0;
 };
 
 // A cgroup of the test's own, under the cgroup2 mount; removed on destruction (after any child
 // process that joined it has exited).
 class test_cgroup {
-public:
+  public:
     test_cgroup() {
         auto mnt = cgroup2_mount();
         if (!mnt) {
@@ -59,8 +59,7 @@ public:
             return;
         }
         static std::atomic<int> seq{0};
-        path_ = *mnt + "/ebpf-test-" + std::to_string(::getpid()) + "-" +
-                std::to_string(seq++);
+        path_ = *mnt + "/ebpf-test-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
         if (::mkdir(path_.c_str(), 0755) != 0) {
             ADD_FAILURE() << "mkdir " << path_ << ": " << std::strerror(errno);
             path_.clear();
@@ -85,14 +84,14 @@ public:
     const std::string& path() const { return path_; }
     int fd() const { return fd_.get(); }
 
-private:
+  private:
     std::string path_;
     ebpf::fd fd_;
 };
 
 // A bpffs mounted privately for the test at a temporary directory; pins vanish with it.
 class test_bpffs {
-public:
+  public:
     test_bpffs() {
         char tmpl[] = "/tmp/ebpf-test-bpffs-XXXXXX";
         if (!::mkdtemp(tmpl)) {
@@ -121,7 +120,7 @@ public:
 
     std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
-private:
+  private:
     std::string dir_;
     bool mounted_ = false;
 };
@@ -169,14 +168,14 @@ inline std::string run_command(const std::string& cmd) {
 }
 
 // Fails the test with the error's full text (including a verifier log) when r holds an error.
-#define ASSERT_OK(expr)                                            \
-    do {                                                           \
-        auto&& ok_r_ = (expr);                                     \
+#define ASSERT_OK(expr)                                                 \
+    do {                                                                \
+        auto&& ok_r_ = (expr);                                          \
         ASSERT_TRUE(ok_r_.has_value()) << ok_r_.error().full_message(); \
     } while (0)
-#define EXPECT_OK(expr)                                            \
-    do {                                                           \
-        auto&& ok_r_ = (expr);                                     \
+#define EXPECT_OK(expr)                                                 \
+    do {                                                                \
+        auto&& ok_r_ = (expr);                                          \
         EXPECT_TRUE(ok_r_.has_value()) << ok_r_.error().full_message(); \
     } while (0)
 

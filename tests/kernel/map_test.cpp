@@ -26,8 +26,11 @@ map make(const map_options& o) {
 }
 
 TEST_F(MapTest, ArrayCrudIterateBatchPin) {
-    const map_options opts{.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
-                           .max_entries = 8, .name = "t_array"};
+    const map_options opts{.type = BPF_MAP_TYPE_ARRAY,
+                           .key_size = 4,
+                           .value_size = 8,
+                           .max_entries = 8,
+                           .name = "t_array"};
     test_bpffs fs;
     {
         map m = make(opts);
@@ -97,8 +100,11 @@ TEST_F(MapTest, ArrayCrudIterateBatchPin) {
 }
 
 TEST_F(MapTest, HashCrudIterateBatchPin) {
-    const map_options opts{.type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 8,
-                           .max_entries = 64, .name = "t_hash"};
+    const map_options opts{.type = BPF_MAP_TYPE_HASH,
+                           .key_size = 4,
+                           .value_size = 8,
+                           .max_entries = 64,
+                           .name = "t_hash"};
     test_bpffs fs;
     map m = make(opts);
     auto h = hash<uint32_t, uint64_t>::view(m);
@@ -180,8 +186,11 @@ TEST_F(MapTest, HashCrudIterateBatchPin) {
 }
 
 TEST_F(MapTest, PercpuArrayHoldsOneValuePerPossibleCpu) {
-    const map_options opts{.type = BPF_MAP_TYPE_PERCPU_ARRAY, .key_size = 4, .value_size = 8,
-                           .max_entries = 4, .name = "t_pcpu_array"};
+    const map_options opts{.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+                           .key_size = 4,
+                           .value_size = 8,
+                           .max_entries = 4,
+                           .name = "t_pcpu_array"};
     test_bpffs fs;
     map m = make(opts);
     auto cpus = possible_cpus();
@@ -209,8 +218,11 @@ TEST_F(MapTest, PercpuArrayHoldsOneValuePerPossibleCpu) {
     }
 
     // A 4-byte value still takes an 8-byte slot per CPU.
-    map small = make({.type = BPF_MAP_TYPE_PERCPU_ARRAY, .key_size = 4, .value_size = 4,
-                      .max_entries = 2, .name = "t_pcpu_small"});
+    map small = make({.type = BPF_MAP_TYPE_PERCPU_ARRAY,
+                      .key_size = 4,
+                      .value_size = 4,
+                      .max_entries = 2,
+                      .name = "t_pcpu_small"});
     auto s = percpu_array<uint32_t>::view(small);
     ASSERT_OK(s);
     std::vector<uint32_t> vals(*cpus);
@@ -244,8 +256,11 @@ TEST_F(MapTest, PercpuArrayHoldsOneValuePerPossibleCpu) {
 }
 
 TEST_F(MapTest, PercpuHashCrudIterateBatchPin) {
-    const map_options opts{.type = BPF_MAP_TYPE_PERCPU_HASH, .key_size = 8, .value_size = 16,
-                           .max_entries = 32, .name = "t_pcpu_hash"};
+    const map_options opts{.type = BPF_MAP_TYPE_PERCPU_HASH,
+                           .key_size = 8,
+                           .value_size = 16,
+                           .max_entries = 32,
+                           .name = "t_pcpu_hash"};
     struct counters {
         uint64_t bytes, packets;
         counters& operator+=(const counters& o) {
@@ -300,8 +315,11 @@ lpm_key key(const char* text) {
 }
 
 TEST_F(MapTest, LpmTrieServesIpv4AndIpv6FromOneTrie) {
-    const map_options opts{.type = BPF_MAP_TYPE_LPM_TRIE, .key_size = sizeof(lpm_key),
-                           .value_size = 4, .max_entries = 64, .flags = BPF_F_NO_PREALLOC,
+    const map_options opts{.type = BPF_MAP_TYPE_LPM_TRIE,
+                           .key_size = sizeof(lpm_key),
+                           .value_size = 4,
+                           .max_entries = 64,
+                           .flags = BPF_F_NO_PREALLOC,
                            .name = "t_lpm"};
     test_bpffs fs;
     map m = make(opts);
@@ -371,7 +389,10 @@ TEST_F(MapTest, RingbufCreatesPinsAndRefusesElementAccessClearly) {
 }
 
 TEST_F(MapTest, FreezeMakesTheMapReadOnlyForUserSpace) {
-    map m = make({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4, .max_entries = 1,
+    map m = make({.type = BPF_MAP_TYPE_ARRAY,
+                  .key_size = 4,
+                  .value_size = 4,
+                  .max_entries = 1,
                   .name = "t_frozen"});
     auto a = array<uint32_t>::view(m);
     ASSERT_OK(a);
@@ -384,7 +405,10 @@ TEST_F(MapTest, FreezeMakesTheMapReadOnlyForUserSpace) {
 }
 
 TEST_F(MapTest, MapsAreFoundById) {
-    map m = make({.type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 4, .max_entries = 1,
+    map m = make({.type = BPF_MAP_TYPE_HASH,
+                  .key_size = 4,
+                  .value_size = 4,
+                  .max_entries = 1,
                   .name = "t_by_id"});
     auto id = m.id();
     ASSERT_OK(id);

@@ -57,13 +57,18 @@ TEST_F(ProgramTest, SuccessfulLoadCanReturnItsLog) {
 }
 
 TEST_F(ProgramTest, CgroupSkbTestRunCountsThePacket) {
-    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 16,
-                          .max_entries = 1, .name = "t_skb_cnt"});
+    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                          .key_size = 4,
+                          .value_size = 16,
+                          .max_entries = 1,
+                          .name = "t_skb_cnt"});
     ASSERT_OK(m);
     auto code = test::count_skb_program(m->fd());
     for (uint32_t type : {BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_EGRESS}) {
-        auto p = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB, .insns = code,
-                                .name = "t_count_skb", .expected_attach_type = type});
+        auto p = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB,
+                                .insns = code,
+                                .name = "t_count_skb",
+                                .expected_attach_type = type});
         ASSERT_OK(p);
         // Ethernet header (IPv4) + a 20-byte IPv4 header + 30 bytes of payload.
         std::array<std::byte, 64> pkt{};
@@ -109,8 +114,8 @@ TEST_F(ProgramTest, ProgramsPinAndReopen) {
     static constexpr bpf_insn code[] = {insn::mov64_imm(insn::r0, 7), insn::exit()};
     uint32_t id = 0;
     {
-        auto p = program::load({.type = BPF_PROG_TYPE_SOCKET_FILTER, .insns = code,
-                                .name = "t_pinned"});
+        auto p =
+            program::load({.type = BPF_PROG_TYPE_SOCKET_FILTER, .insns = code, .name = "t_pinned"});
         ASSERT_OK(p);
         ASSERT_OK(p->pin(fs.path("prog")));
         id = p->info()->id;
@@ -129,15 +134,19 @@ TEST_F(ProgramTest, ProgramsPinAndReopen) {
 }
 
 TEST_F(ProgramTest, MmapedArrayWrittenInUserSpaceIsReadByAProgram) {
-    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4,
-                          .max_entries = 16, .flags = BPF_F_MMAPABLE, .name = "t_mmap"});
+    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                          .key_size = 4,
+                          .value_size = 4,
+                          .max_entries = 16,
+                          .flags = BPF_F_MMAPABLE,
+                          .name = "t_mmap"});
     ASSERT_OK(m);
     auto mapping = m->mmap();
     ASSERT_OK(mapping);
     ASSERT_GE(mapping->size(), 64u);
     auto code = test::read_array_program(m->fd());
-    auto p = program::load({.type = BPF_PROG_TYPE_SOCKET_FILTER, .insns = code,
-                            .name = "t_read_mmap"});
+    auto p =
+        program::load({.type = BPF_PROG_TYPE_SOCKET_FILTER, .insns = code, .name = "t_read_mmap"});
     ASSERT_OK(p);
     std::array<std::byte, 64> pkt{};
     for (uint32_t v : {0x1234u, 0xbeefu}) {
@@ -149,8 +158,11 @@ TEST_F(ProgramTest, MmapedArrayWrittenInUserSpaceIsReadByAProgram) {
     // And the syscall path sees the same memory.
     EXPECT_EQ(*array<uint32_t>::view(*m)->lookup(0), 0xbeefu);
 
-    auto plain = map::create({.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 4,
-                              .max_entries = 1, .name = "t_no_mmap"});
+    auto plain = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                              .key_size = 4,
+                              .value_size = 4,
+                              .max_entries = 1,
+                              .name = "t_no_mmap"});
     ASSERT_OK(plain);
     auto refused = plain->mmap();
     ASSERT_FALSE(refused);

@@ -26,7 +26,7 @@ struct recorded_call {
 // Installs itself as the bpf(2) entry point for its lifetime. `handler` sees each call (and
 // may write into the attr, as the kernel would); it returns the value or -errno.
 class fake_syscall {
-public:
+  public:
     using handler_fn = std::function<long(int cmd, void* attr, unsigned size)>;
 
     explicit fake_syscall(handler_fn h) : handler_(std::move(h)) {
@@ -42,7 +42,7 @@ public:
 
     const std::vector<recorded_call>& calls() const { return calls_; }
 
-private:
+  private:
     static fake_syscall*& current() {
         static fake_syscall* c = nullptr;
         return c;

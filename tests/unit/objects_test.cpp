@@ -14,7 +14,9 @@ namespace {
 
 using test::fake_syscall;
 
-int open_devnull() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+int open_devnull() {
+    return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 TEST(Error, MessageReadsLikeAPath) {
     error e(ENOENT, "BPF_OBJ_GET", "");
@@ -45,7 +47,9 @@ TEST(ResultDeathTest, ValueOfAnErrorAbortsWithTheMessage) {
     EXPECT_DEATH((void)bad.value(), "BPF_MAP_CREATE");
 }
 
-result<int> fails() { return error(EACCES, "BPF_PROG_LOAD"); }
+result<int> fails() {
+    return error(EACCES, "BPF_PROG_LOAD");
+}
 result<void> wraps() {
     EBPF_TRY_CTX(fails(), "program " + std::string("x"));
     return {};
@@ -117,8 +121,7 @@ TEST(TypedView, ChecksTypeAndSizesOnceWhenMade) {
     EXPECT_TRUE((hash<uint64_t, uint32_t>::view(*m)));
     auto wrong_key = hash<uint32_t, uint32_t>::view(*m);
     ASSERT_FALSE(wrong_key);
-    EXPECT_NE(wrong_key.error().message().find("key_size 8, the key type has 4"),
-              std::string::npos)
+    EXPECT_NE(wrong_key.error().message().find("key_size 8, the key type has 4"), std::string::npos)
         << wrong_key.error().message();
     auto wrong_type = array<uint32_t>::view(*m);
     ASSERT_FALSE(wrong_type);
@@ -133,8 +136,8 @@ TEST(MapFromPin, NamesTheFirstIncompatibility) {
     shape.max_entries = 64;
     std::strcpy(shape.name, "stats");
     fake_syscall fake([&](int c, void* p, unsigned s) { return fake_map_kernel(c, p, s, shape); });
-    map_options want{.type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8,
-                     .max_entries = 128};
+    map_options want{
+        .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 128};
     auto m = map::from_pin("/sys/fs/bpf/stats", want);
     ASSERT_FALSE(m);
     EXPECT_EQ(m.error().code(), EINVAL);
@@ -145,8 +148,11 @@ TEST(MapFromPin, NamesTheFirstIncompatibility) {
 
 TEST(MapCreate, ErrorNamesTheMap) {
     fake_syscall fake([](int, void*, unsigned) -> long { return -EPERM; });
-    auto m = map::create({.type = BPF_MAP_TYPE_HASH, .key_size = 4, .value_size = 4,
-                          .max_entries = 8, .name = "counters"});
+    auto m = map::create({.type = BPF_MAP_TYPE_HASH,
+                          .key_size = 4,
+                          .value_size = 4,
+                          .max_entries = 8,
+                          .name = "counters"});
     ASSERT_FALSE(m);
     EXPECT_EQ(m.error().message(),
               "map counters (type 1, key 4, value 4, max_entries 8): BPF_MAP_CREATE: Operation not "

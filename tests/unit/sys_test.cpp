@@ -14,7 +14,9 @@ namespace {
 
 using test::fake_syscall;
 
-int open_devnull() { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+int open_devnull() {
+    return ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 TEST(SysAttrSize, EachCommandPassesOnlyTheBytesItUses) {
     fake_syscall fake([](int cmd, void*, unsigned) -> long {
@@ -163,7 +165,8 @@ TEST(SysCall, NewDescriptorsNeverLandOnStdio) {
 
 // Plays a kernel that rejects the program and needs `true_size` bytes of log for it.
 struct verifier_script {
-    explicit verifier_script(uint32_t ts, int reject = EACCES) : true_size(ts), reject_errno(reject) {}
+    explicit verifier_script(uint32_t ts, int reject = EACCES)
+        : true_size(ts), reject_errno(reject) {}
     uint32_t true_size;  // 0: an old kernel that does not report log_true_size
     int reject_errno;
     std::vector<uint32_t> sizes;  // log_size of each call
@@ -257,9 +260,8 @@ TEST(ProgLoadLog, ALogLargerThanTheCapIsMarkedTruncatedAndKeepsTheRealErrno) {
 
 TEST(ProgLoadLog, EagainIsRetried) {
     int n = 0;
-    fake_syscall fake([&](int, void*, unsigned) -> long {
-        return ++n < 3 ? -EAGAIN : open_devnull();
-    });
+    fake_syscall fake(
+        [&](int, void*, unsigned) -> long { return ++n < 3 ? -EAGAIN : open_devnull(); });
     sys::prog_load_attr attr{};
     auto r = sys::prog_load(attr);
     ASSERT_TRUE(r) << r.error().message();

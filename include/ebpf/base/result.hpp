@@ -19,7 +19,7 @@ namespace ebpf {
 // program and BTF loads, the kernel's verifier log. It is one pointer wide so that a result on
 // the success path costs nothing but a null check.
 class error {
-public:
+  public:
     // Makes an error for operation `op` that failed with `errno_value` (0 when no errno applies).
     error(int errno_value, std::string op, std::string detail = {})
         : p_(new payload{errno_value, std::move(op), std::move(detail), {}, {}, false}) {}
@@ -88,13 +88,14 @@ public:
         std::string s = message();
         if (!p_->log.empty()) {
             s += "\nverifier log";
-            s += p_->log_truncated ? " (truncated: it did not fit in the largest buffer tried):\n" : ":\n";
+            s += p_->log_truncated ? " (truncated: it did not fit in the largest buffer tried):\n"
+                                   : ":\n";
             s += p_->log;
         }
         return s;
     }
 
-private:
+  private:
     static std::string errno_name(int e) {
         char buf[128];
         // GNU strerror_r returns a pointer that may or may not be buf.
@@ -136,7 +137,7 @@ class [[nodiscard]] result {
     static_assert(!std::is_reference_v<T>, "result<T&> is not supported");
     static_assert(!std::is_same_v<std::remove_cv_t<T>, ebpf::error>, "result<error> is ambiguous");
 
-public:
+  public:
     using value_type = T;
 
     template <class U = T,
@@ -226,7 +227,7 @@ public:
         return std::move(e_);
     }
 
-private:
+  private:
     void destroy() {
         if (ok_) {
             v_.~T();
@@ -245,7 +246,7 @@ private:
 // Success or an error. On success it holds a null pointer and nothing else.
 template <>
 class [[nodiscard]] result<void> {
-public:
+  public:
     using value_type = void;
 
     result() = default;
@@ -286,7 +287,7 @@ public:
         return std::move(*e_);
     }
 
-private:
+  private:
     std::unique_ptr<ebpf::error> e_;
 };
 
@@ -299,19 +300,19 @@ inline error errno_error(std::string op, std::string detail = {}) {
 
 // Evaluates `expr` (a result); on error returns it from the enclosing function, with `ctx`
 // (a std::string expression evaluated only on the error path) added as context.
-#define EBPF_TRY_CTX(expr, ctx)                             \
-    do {                                                    \
-        auto&& ebpf_try_r_ = (expr);                        \
-        if (!ebpf_try_r_) [[unlikely]] {                    \
+#define EBPF_TRY_CTX(expr, ctx)                                 \
+    do {                                                        \
+        auto&& ebpf_try_r_ = (expr);                            \
+        if (!ebpf_try_r_) [[unlikely]] {                        \
             return std::move(ebpf_try_r_).error().context(ctx); \
-        }                                                   \
+        }                                                       \
     } while (0)
 
 // Evaluates `expr` (a result); on error returns the error from the enclosing function.
-#define EBPF_TRY(expr)                           \
-    do {                                         \
-        auto&& ebpf_try_r_ = (expr);             \
-        if (!ebpf_try_r_) [[unlikely]] {         \
+#define EBPF_TRY(expr)                             \
+    do {                                           \
+        auto&& ebpf_try_r_ = (expr);               \
+        if (!ebpf_try_r_) [[unlikely]] {           \
             return std::move(ebpf_try_r_).error(); \
-        }                                        \
+        }                                          \
     } while (0)

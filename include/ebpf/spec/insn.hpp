@@ -61,16 +61,24 @@ constexpr bpf_insn jmp_reg(uint8_t op, reg dst, reg src, int16_t off) {
     return make(BPF_JMP | op | BPF_X, dst, src, off, 0);
 }
 // goto pc + 1 + off.
-constexpr bpf_insn ja(int16_t off) { return make(BPF_JMP | BPF_JA, 0, 0, off, 0); }
+constexpr bpf_insn ja(int16_t off) {
+    return make(BPF_JMP | BPF_JA, 0, 0, off, 0);
+}
 // Calls helper `id` (enum bpf_func_id).
-constexpr bpf_insn call(int32_t id) { return make(BPF_JMP | BPF_CALL, 0, 0, 0, id); }
-constexpr bpf_insn exit() { return make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0); }
+constexpr bpf_insn call(int32_t id) {
+    return make(BPF_JMP | BPF_CALL, 0, 0, 0, id);
+}
+constexpr bpf_insn exit() {
+    return make(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+}
 
 // The two halves of a 64-bit load: use ld_imm64_lo and ld_imm64_hi together.
 constexpr bpf_insn ld_imm64_lo(reg dst, uint8_t src, int32_t lo) {
     return make(BPF_LD | BPF_DW | BPF_IMM, dst, src, 0, lo);
 }
-constexpr bpf_insn ld_imm64_hi(int32_t hi) { return make(0, 0, 0, 0, hi); }
+constexpr bpf_insn ld_imm64_hi(int32_t hi) {
+    return make(0, 0, 0, 0, hi);
+}
 
 // dst = the map with fd `map_fd` (two instructions: write both).
 struct ld_map_fd_pair {

@@ -173,9 +173,9 @@ struct enable_stats_attr {
 namespace detail {
 template <class T>
 struct attr_end;
-#define EBPF_ATTR_END(T, last) \
-    template <>                \
-    struct attr_end<T> {       \
+#define EBPF_ATTR_END(T, last)                                                 \
+    template <>                                                                \
+    struct attr_end<T> {                                                       \
         static constexpr unsigned value = offsetof(T, last) + sizeof(T::last); \
     }
 EBPF_ATTR_END(map_create_attr, map_extra);

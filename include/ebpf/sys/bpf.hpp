@@ -16,7 +16,9 @@
 
 namespace ebpf::sys {
 
-inline uint64_t ptr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+inline uint64_t ptr(const void* p) {
+    return reinterpret_cast<uintptr_t>(p);
+}
 
 // Copies `name` into a kernel object name field, truncating to 15 bytes plus the NUL.
 inline void set_name(char (&dst)[BPF_OBJ_NAME_LEN], std::string_view name) {
@@ -26,7 +28,9 @@ inline void set_name(char (&dst)[BPF_OBJ_NAME_LEN], std::string_view name) {
 }
 
 // Creates a map (BPF_MAP_CREATE).
-inline result<fd> map_create(map_create_attr& attr) { return call_fd(BPF_MAP_CREATE, attr); }
+inline result<fd> map_create(map_create_attr& attr) {
+    return call_fd(BPF_MAP_CREATE, attr);
+}
 
 namespace detail {
 // Element commands whose ENOENT means "absent", an ordinary answer rather than a failure.
@@ -268,10 +272,14 @@ inline result<void> prog_detach(prog_attach_attr& attr) {
 }
 
 // Lists the programs attached to a target (BPF_PROG_QUERY); attr.prog_cnt is in/out.
-inline result<void> prog_query(prog_query_attr& attr) { return call_void(BPF_PROG_QUERY, attr); }
+inline result<void> prog_query(prog_query_attr& attr) {
+    return call_void(BPF_PROG_QUERY, attr);
+}
 
 // Creates a link (BPF_LINK_CREATE, 5.7+ for cgroups).
-inline result<fd> link_create(link_create_attr& attr) { return call_fd(BPF_LINK_CREATE, attr); }
+inline result<fd> link_create(link_create_attr& attr) {
+    return call_fd(BPF_LINK_CREATE, attr);
+}
 
 // Replaces a link's program atomically (BPF_LINK_UPDATE, 5.7+).
 inline result<void> link_update(link_update_attr& attr) {

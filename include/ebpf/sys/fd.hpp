@@ -13,7 +13,7 @@ namespace ebpf {
 
 // Owns one file descriptor and closes it on destruction. Moves, never copies; dup() copies.
 class fd {
-public:
+  public:
     constexpr fd() = default;
     // Takes ownership of `raw` (which may be -1 for "none").
     constexpr explicit fd(int raw) : raw_(raw) {}
@@ -71,7 +71,7 @@ public:
         return fd(n);
     }
 
-private:
+  private:
     int raw_ = -1;
 };
 
