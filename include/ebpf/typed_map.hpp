@@ -139,25 +139,32 @@ class hash {
 };
 
 namespace detail {
-// Per-CPU values: one slot of sizeof(V) rounded up to 8 bytes for each possible CPU.
+// Per-CPU values: one slot of sizeof(V) rounded up to 8 bytes for each possible CPU, in a
+// per-thread scratch buffer that grows once (a host can have hundreds of possible CPUs, and an
+// allocation per call would cost more than the copy).
 template <class V>
 class percpu_buffer {
   public:
     static constexpr size_t stride = (sizeof(V) + 7) & ~size_t(7);
     explicit percpu_buffer(uint32_t cpus) : cpus_(cpus) {
-        if (bytes() > sizeof small_) {
-            big_.resize(bytes());
+        std::vector<uint64_t>& s = scratch();
+        if (s.size() * 8 < bytes()) [[unlikely]] {
+            s.resize((bytes() + 7) / 8);
         }
+        data_ = reinterpret_cast<std::byte*>(s.data());
     }
-    std::byte* data() { return big_.empty() ? small_ : big_.data(); }
+    std::byte* data() { return data_; }
     size_t bytes() const { return stride * cpus_; }
-    void get(uint32_t cpu, V& v) { std::memcpy(&v, data() + stride * cpu, sizeof(V)); }
-    void set(uint32_t cpu, const V& v) { std::memcpy(data() + stride * cpu, &v, sizeof(V)); }
+    void get(uint32_t cpu, V& v) { std::memcpy(&v, data_ + stride * cpu, sizeof(V)); }
+    void set(uint32_t cpu, const V& v) { std::memcpy(data_ + stride * cpu, &v, sizeof(V)); }
 
   private:
+    static std::vector<uint64_t>& scratch() {
+        thread_local std::vector<uint64_t> s;
+        return s;
+    }
     uint32_t cpus_;
-    alignas(8) std::byte small_[512];
-    std::vector<std::byte> big_;
+    std::byte* data_;
 };
 
 // The shared body of percpu_array and percpu_hash, over a key type K.
