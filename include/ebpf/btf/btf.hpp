@@ -207,6 +207,9 @@ class spec {
         return out;
     }
 
+    // Returns the ids, in order, of this spec's named types other than functions (not its base's).
+    std::span<const uint32_t> named_types() const { return named_types_; }
+
     // Follows typedefs, modifiers and type tags to the underlying type.
     result<type> skip_modifiers(uint32_t id) const {
         type t = get(id);

@@ -533,7 +533,7 @@ class object_reader {
         // Maps of maps keep 4-byte values (a map fd); so do program arrays.
         if (m.inner || m.type == BPF_MAP_TYPE_PROG_ARRAY) {
             m.value_size = 4;
-            m.btf_value_type_id = 0;
+            m.btf_key_type_id = m.btf_value_type_id = 0;
         }
         // Ring buffers take no key or value (a value type is documentation only), and perf
         // event arrays hold 4-byte fds whatever the declaration says.
