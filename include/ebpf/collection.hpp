@@ -453,7 +453,12 @@ class detail_loader {
             attr.attach_btf_id = *id;
         }
         if (p.type == BPF_PROG_TYPE_EXT) {
-            return error(EINVAL, "load", "freplace programs need the program they replace");
+            return error(EOPNOTSUPP, "load", "freplace programs need the program they replace");
+        }
+        if (p.type == BPF_PROG_TYPE_STRUCT_OPS) {
+            return error(EOPNOTSUPP, "load",
+                         "struct_ops programs load with their struct_ops map, which this loader "
+                         "does not create yet");
         }
         auto f = sys::prog_load(attr, o_.log);
         if (!f) {

@@ -1,4 +1,5 @@
-// The whole library in one include: error model, bpf(2) layer, maps, programs, cgroups, probes.
+// The whole library in one include: error model, bpf(2) layer, maps, programs, cgroups,
+// probes, and the object loader.
 #pragma once
 
 #include "ebpf/base/result.hpp"
@@ -12,3 +13,8 @@
 #include "ebpf/sys/fd.hpp"
 #include "ebpf/sys/syscall.hpp"
 #include "ebpf/typed_map.hpp"
+#include "ebpf/collection.hpp"
+#include "ebpf/kconfig.hpp"
+#include "ebpf/kernel_btf.hpp"
+#include "ebpf/spec/collection_spec.hpp"
+#include "ebpf/spec/type_names.hpp"

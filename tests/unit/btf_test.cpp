@@ -6,6 +6,7 @@
 
 #include "ebpf/btf/btf.hpp"
 #include "ebpf/btf/builder.hpp"
+#include "ebpf/btf/sanitize.hpp"
 
 namespace ebpf::btf {
 namespace {
@@ -196,6 +197,66 @@ TEST(BtfBadInput, EveryTruncationOfValidBtfFailsCleanly) {
             (void)s->find("s");
         }
     }
+}
+
+}  // namespace
+}  // namespace ebpf::btf
+
+namespace ebpf::btf {
+namespace {
+
+TEST(BtfSanitize, KindsAnOldKernelLacksAreRewrittenInPlace) {
+    builder b;
+    uint32_t i32 = b.add_int("int", 4, BTF_INT_SIGNED);
+    uint32_t fl = b.add_float("float", 4);
+    uint32_t var = b.add_var("x", i32);
+    uint32_t tag = b.add_decl_tag("hot", var);
+    uint32_t ttag = b.add_type_tag("user", i32);
+    uint32_t sec = b.add_datasec(".data", 4, {{var, 0, 4}});
+    uint32_t proto = b.add_func_proto(i32, {});
+    uint32_t fn = b.add_func("f", proto, BTF_FUNC_GLOBAL);
+    auto s = spec::parse(b.bytes());
+    ASSERT_TRUE(s);
+    kernel_support old{.datasec = false,
+                       .float_kind = false,
+                       .decl_tag = false,
+                       .type_tag = false,
+                       .enum64 = false,
+                       .func_global = false};
+    auto bytes = sanitize_for_kernel(*s, old, {}, 0);
+    ASSERT_TRUE(bytes) << bytes.error().message();
+    auto out = spec::parse(std::move(*bytes));
+    ASSERT_TRUE(out) << out.error().message();
+    EXPECT_EQ(out->count(), s->count()) << "type ids do not move";
+    EXPECT_EQ(out->get(fl).kind(), uint32_t(BTF_KIND_STRUCT));
+    EXPECT_EQ(out->get(fl).size(), 4u);
+    EXPECT_EQ(out->get(var).kind(), uint32_t(BTF_KIND_INT));
+    EXPECT_EQ(out->get(tag).kind(), uint32_t(BTF_KIND_INT));
+    EXPECT_EQ(out->get(ttag).kind(), uint32_t(BTF_KIND_CONST));
+    EXPECT_EQ(out->get(sec).kind(), uint32_t(BTF_KIND_STRUCT));
+    EXPECT_EQ(out->str(out->get(sec).members()[0].name_off), "x");
+    EXPECT_EQ(out->get(fn).func_linkage(), uint32_t(BTF_FUNC_STATIC));
+    // A current kernel gets the object's BTF unchanged but for extern linkage.
+    auto same = sanitize_for_kernel(*s, kernel_support{}, {}, 0);
+    ASSERT_TRUE(same);
+    EXPECT_TRUE(std::equal(same->begin(), same->end(), s->bytes().begin()));
+}
+
+TEST(BtfSanitize, KconfigDatasecGetsTheLoadersLayout) {
+    builder b;
+    uint32_t u64 = b.add_int("unsigned long", 8);
+    uint32_t hz = b.add_var("CONFIG_HZ", u64, 2 /* extern */);
+    uint32_t sec = b.add_datasec(".kconfig", 0, {{hz, 0, 8}});
+    auto s = spec::parse(b.bytes());
+    ASSERT_TRUE(s);
+    EXPECT_FALSE(sanitize_for_kernel(*s, {}, {}, 0)) << "an empty DATASEC is refused by name";
+    auto bytes = sanitize_for_kernel(*s, {}, {{"CONFIG_HZ", {8, 8}}}, 16);
+    ASSERT_TRUE(bytes) << bytes.error().message();
+    auto out = spec::parse(std::move(*bytes));
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->get(sec).size(), 16u);
+    EXPECT_EQ(out->get(sec).vars()[0].offset, 8u);
+    EXPECT_EQ(out->get(hz).var_linkage(), uint32_t(BTF_VAR_GLOBAL_ALLOCATED));
 }
 
 }  // namespace

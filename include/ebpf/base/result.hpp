@@ -97,6 +97,10 @@ class error {
 
   private:
     static std::string errno_name(int e) {
+        if (e == 524) {
+            // The kernel's internal ENOTSUPP leaks to user space from BPF commands.
+            return "Not supported by the kernel (ENOTSUPP, errno 524)";
+        }
         char buf[128];
         // GNU strerror_r returns a pointer that may or may not be buf.
         const char* text = strerror_r(e, buf, sizeof buf);
