@@ -121,3 +121,29 @@ int map_in_map(struct __sk_buff *skb) {
 
 SEC("?socket")
 int not_by_default(struct __sk_buff *skb) { return 0; }
+
+/* A kernel function called directly (a kfunc every program type may call), and a weak one
+ * the kernel does not have, which the program must not call. */
+extern void bpf_rcu_read_lock(void) __ksym;
+extern void bpf_rcu_read_unlock(void) __ksym;
+
+SEC("socket")
+int kfunc(struct __sk_buff *skb) {
+    bpf_rcu_read_lock();
+    bpf_rcu_read_unlock();
+    return 7;
+}
+
+/* A map in the legacy "maps" section, as older objects declare them. */
+struct bpf_map_def {
+    unsigned int type, key_size, value_size, max_entries, map_flags;
+};
+struct bpf_map_def SEC("maps") legacy = {
+    .type = BPF_MAP_TYPE_ARRAY, .key_size = 4, .value_size = 8, .max_entries = 4};
+
+SEC("socket")
+int legacy_map(struct __sk_buff *skb) {
+    __u32 k = 1;
+    __u64 *v = bpf_map_lookup_elem(&legacy, &k);
+    return v ? *v : -1;
+}

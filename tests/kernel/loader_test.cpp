@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cstring>
 #include <string>
 
 #include "ebpf/collection.hpp"
@@ -35,7 +36,7 @@ class LoaderTest : public test::KernelTest {
 
 TEST_F(LoaderTest, EveryProgramLoadsAndComputesWhatItsSourceSays) {
     auto spec = open_spec();
-    ASSERT_EQ(spec.programs.size(), 10u);
+    ASSERT_EQ(spec.programs.size(), 12u);
     auto c = collection::load(spec);
     ASSERT_OK(c);
     EXPECT_TRUE(c->notes().empty()) << c->notes().front();
@@ -53,6 +54,27 @@ TEST_F(LoaderTest, EveryProgramLoadsAndComputesWhatItsSourceSays) {
     EXPECT_EQ(seen->value_or(0), 2u);
     EXPECT_EQ(counters->keys()->size(), 1u);
     EXPECT_EQ(c->program("not_by_default"), nullptr) << "'?' sections are not loaded by default";
+    EXPECT_EQ(run(*c, "kfunc"), 7) << "a kfunc call resolved through the kernel's BTF";
+    auto legacy = array<uint64_t>::view(*c->map("legacy"));
+    ASSERT_OK(legacy);
+    ASSERT_OK(legacy->update(1, 99));
+    EXPECT_EQ(run(*c, "legacy_map"), 99) << "a map from the legacy maps section";
+}
+
+TEST_F(LoaderTest, GlobalDataIsMappedIntoUserSpaceAfterLoad) {
+    auto spec = open_spec();
+    auto c = collection::load(spec);
+    ASSERT_OK(c);
+    auto mapping = c->map(".data")->mmap();
+    ASSERT_OK(mapping);
+    const variable_spec* v = spec.variable("data_var");
+    ASSERT_NE(v, nullptr);
+    const uint32_t value = 1000;
+    std::memcpy(mapping->data() + v->offset, &value, sizeof value);
+    EXPECT_EQ(run(*c, "globals"), 40 + 1000 + 1);
+    // .rodata is frozen: it maps read-only, not writable.
+    EXPECT_FALSE(c->map(".rodata")->mmap(/*writable=*/true));
+    EXPECT_OK(c->map(".rodata")->mmap(/*writable=*/false));
 }
 
 TEST_F(LoaderTest, GlobalVariablesAreSetBeforeLoadAndReadAfter) {

@@ -276,3 +276,56 @@ TEST(Features, PermissionErrorsAreNotCachedAsAbsence) {
 
 }  // namespace
 }  // namespace ebpf
+
+namespace ebpf {
+namespace {
+
+TEST(SectionNames, FollowLibbpfConventions) {
+    struct want {
+        const char* section;
+        uint32_t type;
+        uint32_t attach;
+        const char* attach_to;
+    };
+    const want cases[] = {
+        {"sockops", BPF_PROG_TYPE_SOCK_OPS, BPF_CGROUP_SOCK_OPS, ""},
+        {"cgroup_skb/ingress", BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_INGRESS, ""},
+        {"cgroup_skb/egress", BPF_PROG_TYPE_CGROUP_SKB, BPF_CGROUP_INET_EGRESS, ""},
+        {"cgroup/setsockopt", BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_SETSOCKOPT, ""},
+        {"cgroup/getsockopt", BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_CGROUP_GETSOCKOPT, ""},
+        {"cgroup/connect6", BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET6_CONNECT, ""},
+        {"cgroup/sock_create", BPF_PROG_TYPE_CGROUP_SOCK, BPF_CGROUP_INET_SOCK_CREATE, ""},
+        {"socket", BPF_PROG_TYPE_SOCKET_FILTER, 0, ""},
+        {"socket/anything", BPF_PROG_TYPE_SOCKET_FILTER, 0, "anything"},
+        {"tc", BPF_PROG_TYPE_SCHED_CLS, 0, ""},
+        {"tcx/ingress", BPF_PROG_TYPE_SCHED_CLS, attach_tcx_ingress, ""},
+        {"xdp", BPF_PROG_TYPE_XDP, BPF_XDP, ""},
+        {"tracepoint/sched/sched_switch", BPF_PROG_TYPE_TRACEPOINT, 0, "sched/sched_switch"},
+        {"tp/syscalls/sys_enter_read", BPF_PROG_TYPE_TRACEPOINT, 0, "syscalls/sys_enter_read"},
+        {"raw_tp/sched_switch", BPF_PROG_TYPE_RAW_TRACEPOINT, 0, "sched_switch"},
+        {"tp_btf/sched_switch", BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, "sched_switch"},
+        {"kprobe/tcp_connect", BPF_PROG_TYPE_KPROBE, 0, "tcp_connect"},
+        {"kretprobe/tcp_connect", BPF_PROG_TYPE_KPROBE, 0, "tcp_connect"},
+        {"uprobe//bin/bash:readline", BPF_PROG_TYPE_KPROBE, 0, "/bin/bash:readline"},
+        {"fentry/tcp_v4_connect", BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, "tcp_v4_connect"},
+        {"fexit/tcp_v4_connect", BPF_PROG_TYPE_TRACING, BPF_TRACE_FEXIT, "tcp_v4_connect"},
+        {"iter/task", BPF_PROG_TYPE_TRACING, BPF_TRACE_ITER, "task"},
+        {"struct_ops/test_1", BPF_PROG_TYPE_STRUCT_OPS, 0, "test_1"},
+        {"sk_lookup/", BPF_PROG_TYPE_SK_LOOKUP, BPF_SK_LOOKUP, ""},
+    };
+    for (const auto& c : cases) {
+        auto k = classify_section(c.section);
+        ASSERT_TRUE(k) << c.section;
+        EXPECT_EQ(k->prog_type, c.type) << c.section;
+        EXPECT_EQ(k->expected_attach_type, c.attach) << c.section;
+        EXPECT_EQ(k->attach_to, c.attach_to) << c.section;
+    }
+    EXPECT_FALSE(classify_section("no_such_kind"));
+    EXPECT_FALSE(classify_section("sockopsx"));
+    auto sleepable = classify_section("fentry.s/do_sys_open");
+    ASSERT_TRUE(sleepable);
+    EXPECT_TRUE(sleepable->sleepable);
+}
+
+}  // namespace
+}  // namespace ebpf

@@ -32,10 +32,38 @@ struct extern_layout {
     uint32_t size;
 };
 
+namespace detail {
+// Appends types (raw 32-bit words) and strings to BTF bytes, fixing up the header.
+inline std::vector<std::byte> append_types(const std::vector<std::byte>& raw,
+                                           const std::vector<uint32_t>& words,
+                                           const std::string& strings) {
+    btf_header h;
+    std::memcpy(&h, raw.data(), sizeof h);
+    const std::byte* types = raw.data() + h.hdr_len + h.type_off;
+    const std::byte* strs = raw.data() + h.hdr_len + h.str_off;
+    std::vector<std::byte> out(raw.begin(), raw.begin() + h.hdr_len);
+    out.insert(out.end(), types, types + h.type_len);
+    const auto* w = reinterpret_cast<const std::byte*>(words.data());
+    out.insert(out.end(), w, w + words.size() * 4);
+    out.insert(out.end(), strs, strs + h.str_len);
+    const auto* sp = reinterpret_cast<const std::byte*>(strings.data());
+    out.insert(out.end(), sp, sp + strings.size());
+    btf_header nh = h;
+    nh.type_off = 0;
+    nh.type_len = uint32_t(h.type_len + words.size() * 4);
+    nh.str_off = nh.type_len;
+    nh.str_len = uint32_t(h.str_len + strings.size());
+    std::memcpy(out.data(), &nh, sizeof nh);
+    return out;
+}
+}  // namespace detail
+
 // Returns a copy of `b`'s bytes for BTF_LOAD: extern VARs and FUNCs become global ones, the
 // .kconfig DATASEC gets the loader's layout (`kconfig`, by variable name, of `kconfig_size`
-// bytes), and unsupported kinds are rewritten. A DATASEC that stays empty (size 0, which the
-// kernel refuses) is an error naming it.
+// bytes), the .ksyms DATASEC gets 4-byte placeholder slots (the kernel takes no functions or
+// sizeless variables there; the real ids come from the kernel's BTF at load), and unsupported
+// kinds are rewritten. Any other empty DATASEC (the kernel refuses size 0) is an error naming
+// it.
 inline result<std::vector<std::byte>> sanitize_for_kernel(
     const spec& b, const kernel_support& k, const std::map<std::string, extern_layout>& kconfig,
     uint32_t kconfig_size) {
@@ -44,6 +72,27 @@ inline result<std::vector<std::byte>> sanitize_for_kernel(
         return reinterpret_cast<btf_type*>(
             raw.data() + (reinterpret_cast<const std::byte*>(t.raw()) - b.bytes().data()));
     };
+    // Placeholders for .ksyms: an int and a variable of it, appended after the last type.
+    std::vector<uint32_t> extra_words;
+    std::string extra_strings;
+    uint32_t placeholder_var = 0;
+    uint32_t placeholder_name = 0;
+    for (uint32_t id = b.first_id(); id < b.count(); ++id) {
+        if (b.get(id).kind() == BTF_KIND_DATASEC && b.name(id) == ".ksyms") {
+            btf_header h;
+            std::memcpy(&h, raw.data(), sizeof h);
+            const uint32_t int_name = h.str_len;
+            extra_strings += std::string("int") + '\0';
+            const uint32_t var_name = uint32_t(h.str_len + extra_strings.size());
+            placeholder_name = var_name;
+            extra_strings += std::string("ebpf_ksym") + '\0';
+            const uint32_t int_id = b.count();
+            placeholder_var = b.count() + 1;
+            extra_words = {int_name, BTF_KIND_INT << 24, 4,      (BTF_INT_SIGNED << 24) | 32,
+                           var_name, BTF_KIND_VAR << 24, int_id, BTF_VAR_GLOBAL_ALLOCATED};
+            break;
+        }
+    }
     for (uint32_t id = b.first_id(); id < b.count(); ++id) {
         const type t = b.get(id);
         btf_type* w = at(t);
@@ -75,6 +124,14 @@ inline result<std::vector<std::byte>> sanitize_for_kernel(
                         }
                     }
                 }
+                if (name == ".ksyms" && placeholder_var) {
+                    for (uint32_t i = 0; i < vlen; ++i) {
+                        vars[i].type = placeholder_var;
+                        vars[i].offset = 4 * i;
+                        vars[i].size = 4;
+                    }
+                    w->size = 4 * vlen;
+                }
                 if (w->size == 0) {
                     return error(EINVAL, "prepare BTF for the kernel",
                                  "DATASEC " + std::string(name) + " is empty");
@@ -91,6 +148,18 @@ inline result<std::vector<std::byte>> sanitize_for_kernel(
                 break;
             }
             case BTF_KIND_FUNC:
+                if (vlen == 2 /* extern */ && placeholder_name) {
+                    // The kernel wants named parameters on global functions.
+                    const type proto = b.get(t.ref());
+                    if (proto.kind() == BTF_KIND_FUNC_PROTO) {
+                        auto* params = reinterpret_cast<btf_param*>(at(proto) + 1);
+                        for (uint32_t i = 0; i < proto.vlen(); ++i) {
+                            if (params[i].name_off == 0 && params[i].type != 0) {
+                                params[i].name_off = placeholder_name;
+                            }
+                        }
+                    }
+                }
                 if (vlen == 2 /* extern */ || (vlen == BTF_FUNC_GLOBAL && !k.func_global)) {
                     w->info = (BTF_KIND_FUNC << 24) |
                               (k.func_global && vlen == 2 ? BTF_FUNC_GLOBAL : BTF_FUNC_STATIC);
@@ -126,6 +195,9 @@ inline result<std::vector<std::byte>> sanitize_for_kernel(
             default:
                 break;
         }
+    }
+    if (!extra_words.empty()) {
+        return detail::append_types(raw, extra_words, extra_strings);
     }
     return raw;
 }
