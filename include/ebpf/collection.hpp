@@ -371,15 +371,24 @@ class detail_loader {
         if (!target) {
             target = kernel;
         }
-        std::optional<core::candidate_cache> cache;
-        if (target) {
-            cache.emplace(*target);
+        // Against the kernel's BTF, the process-wide candidate index; else one for this load.
+        std::optional<core::candidate_cache> own_cache;
+        const core::candidate_cache* cache = nullptr;
+        if (target && target == kernel) {
+            auto shared = kernel_candidates();
+            if (!shared) {
+                return std::move(shared).error();
+            }
+            cache = *shared;
+        } else if (target) {
+            own_cache.emplace(*target);
+            cache = &*own_cache;
         }
         for (const auto& p : s_.programs) {
             if (!p.autoload) {
                 continue;
             }
-            auto loaded = load_one(p, target, kernel, cache ? &*cache : nullptr);
+            auto loaded = load_one(p, target, kernel, cache);
             if (!loaded) {
                 auto e = std::move(loaded).error().context("program " + p.name);
                 if (!o_.allow_partial) {
@@ -398,7 +407,7 @@ class detail_loader {
     }
 
     result<ebpf::program> load_one(const program_spec& p, const btf::spec* target,
-                                   const btf::spec* kernel, core::candidate_cache* cache) {
+                                   const btf::spec* kernel, const core::candidate_cache* cache) {
         if (p.type == BPF_PROG_TYPE_UNSPEC) {
             return error(EINVAL, "section " + p.section, "no program type for this section name");
         }

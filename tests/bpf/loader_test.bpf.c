@@ -147,3 +147,16 @@ int legacy_map(struct __sk_buff *skb) {
     __u64 *v = bpf_map_lookup_elem(&legacy, &k);
     return v ? *v : -1;
 }
+
+/* A callback: its address is a BPF_PSEUDO_FUNC load the loader relocates like a call. */
+static int add_index(__u32 index, void *ctx) {
+    *(__u32 *)ctx += index;
+    return 0;
+}
+
+SEC("socket")
+int callback(struct __sk_buff *skb) {
+    __u32 sum = 0;
+    bpf_loop(5, add_index, &sum, 0);
+    return sum; /* 0 + 1 + 2 + 3 + 4 */
+}

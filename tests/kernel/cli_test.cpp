@@ -69,7 +69,7 @@ TEST_F(CliTest, ObjectLoadPrintsOneJsonLinePerFile) {
         EXPECT_EQ(p["type"], "socket_filter");
         loaded += p["loaded"] == true;
     }
-    EXPECT_EQ(loaded, 11u);
+    EXPECT_EQ(loaded, 12u);
     for (const auto& m : ok["maps"]) {
         EXPECT_EQ(m["created"], true) << m.dump();
     }

@@ -36,7 +36,7 @@ class LoaderTest : public test::KernelTest {
 
 TEST_F(LoaderTest, EveryProgramLoadsAndComputesWhatItsSourceSays) {
     auto spec = open_spec();
-    ASSERT_EQ(spec.programs.size(), 12u);
+    ASSERT_EQ(spec.programs.size(), 13u);
     auto c = collection::load(spec);
     ASSERT_OK(c);
     EXPECT_TRUE(c->notes().empty()) << c->notes().front();
@@ -59,6 +59,7 @@ TEST_F(LoaderTest, EveryProgramLoadsAndComputesWhatItsSourceSays) {
     ASSERT_OK(legacy);
     ASSERT_OK(legacy->update(1, 99));
     EXPECT_EQ(run(*c, "legacy_map"), 99) << "a map from the legacy maps section";
+    EXPECT_EQ(run(*c, "callback"), 10) << "bpf_loop called the relocated callback 5 times";
 }
 
 TEST_F(LoaderTest, GlobalDataIsMappedIntoUserSpaceAfterLoad) {

@@ -58,7 +58,7 @@ class type {
     uint32_t int_encoding() const { return BTF_INT_ENCODING(extra<uint32_t>()[0]); }
     uint32_t int_offset() const { return BTF_INT_OFFSET(extra<uint32_t>()[0]); }
     uint32_t int_bits() const { return BTF_INT_BITS(extra<uint32_t>()[0]); }
-    const btf_array& array() const { return extra<btf_array>()[0]; }
+    const struct btf_array& array() const { return extra<struct btf_array>()[0]; }
     std::span<const btf_member> members() const { return {extra<btf_member>(), vlen()}; }
     // A member's offset in bits, and its bitfield size (0: not a bitfield).
     uint32_t member_bit_offset(const btf_member& m) const {
@@ -67,12 +67,12 @@ class type {
     uint32_t member_bitfield_size(const btf_member& m) const {
         return kflag() ? BTF_MEMBER_BITFIELD_SIZE(m.offset) : 0;
     }
-    std::span<const btf_enum> enums() const { return {extra<btf_enum>(), vlen()}; }
-    std::span<const btf_enum64> enums64() const { return {extra<btf_enum64>(), vlen()}; }
+    std::span<const struct btf_enum> enums() const { return {extra<struct btf_enum>(), vlen()}; }
+    std::span<const struct btf_enum64> enums64() const { return {extra<struct btf_enum64>(), vlen()}; }
     std::span<const btf_param> params() const { return {extra<btf_param>(), vlen()}; }
-    uint32_t var_linkage() const { return extra<btf_var>()[0].linkage; }
+    uint32_t var_linkage() const { return extra<struct btf_var>()[0].linkage; }
     std::span<const btf_var_secinfo> vars() const { return {extra<btf_var_secinfo>(), vlen()}; }
-    int32_t decl_tag_component() const { return extra<btf_decl_tag>()[0].component_idx; }
+    int32_t decl_tag_component() const { return extra<struct btf_decl_tag>()[0].component_idx; }
     // The func's linkage (static, global, extern) is kept in vlen.
     uint32_t func_linkage() const { return vlen(); }
 
@@ -103,33 +103,42 @@ inline int64_t extra_size(const btf_type& t) {
         case BTF_KIND_TYPE_TAG:
             return 0;
         case BTF_KIND_ARRAY:
-            return sizeof(btf_array);
+            return sizeof(struct btf_array);
         case BTF_KIND_STRUCT:
         case BTF_KIND_UNION:
             return int64_t(vlen) * sizeof(btf_member);
         case BTF_KIND_ENUM:
-            return int64_t(vlen) * sizeof(btf_enum);
+            return int64_t(vlen) * sizeof(struct btf_enum);
         case BTF_KIND_FUNC_PROTO:
             return int64_t(vlen) * sizeof(btf_param);
         case BTF_KIND_VAR:
-            return sizeof(btf_var);
+            return sizeof(struct btf_var);
         case BTF_KIND_DATASEC:
             return int64_t(vlen) * sizeof(btf_var_secinfo);
         case BTF_KIND_DECL_TAG:
-            return sizeof(btf_decl_tag);
+            return sizeof(struct btf_decl_tag);
         case BTF_KIND_ENUM64:
-            return int64_t(vlen) * sizeof(btf_enum64);
+            return int64_t(vlen) * sizeof(struct btf_enum64);
         default:
             return -1;
     }
 }
 
+// Hashes a name eight bytes at a time (names are short; this is on the indexing path of
+// vmlinux's ~15,000 named types).
 inline uint64_t hash_name(std::string_view s) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a
-    for (unsigned char c : s) {
-        h = (h ^ c) * 1099511628211ull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+    size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
     }
-    return h;
+    uint64_t w = 0;
+    std::memcpy(&w, s.data() + i, s.size() - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 }  // namespace detail
 
@@ -144,14 +153,23 @@ class spec {
     // Parses and validates raw BTF (the .BTF section, or /sys/kernel/btf/vmlinux). With `base`,
     // parses split BTF whose ids continue after base's; base must outlive the result.
     static result<spec> parse(std::vector<std::byte> bytes, const spec* base = nullptr) {
-        spec s;
-        s.bytes_ = std::move(bytes);
-        s.base_ = base;
-        EBPF_TRY_CTX(s.index(), "parse BTF");
-        return s;
+        auto owner = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+        std::span<const std::byte> view(*owner);
+        return parse_shared(std::move(owner), view, base);
     }
     static result<spec> parse(std::span<const std::byte> bytes, const spec* base = nullptr) {
         return parse(std::vector<std::byte>(bytes.begin(), bytes.end()), base);
+    }
+    // Parses BTF in memory that `owner` keeps alive (a file mapping, say), without copying it.
+    // The bytes must be 4-byte aligned.
+    static result<spec> parse_shared(std::shared_ptr<const void> owner,
+                                     std::span<const std::byte> bytes, const spec* base = nullptr) {
+        spec s;
+        s.owner_ = std::move(owner);
+        s.bytes_ = bytes;
+        s.base_ = base;
+        EBPF_TRY_CTX(s.index(), "parse BTF");
+        return s;
     }
 
     // Returns the number of type ids, void included (ids run 0..count()-1).
@@ -299,6 +317,11 @@ class spec {
         }
         if (h.hdr_len < sizeof(btf_header) || h.hdr_len > n) {
             return error(EINVAL, "header", "header length " + std::to_string(h.hdr_len));
+        }
+        if (h.hdr_len % 4 != 0) {
+            // The types follow the header and are read in place: they must stay aligned.
+            return error(EINVAL, "header",
+                         "header length " + std::to_string(h.hdr_len) + " is not a multiple of 4");
         }
         const uint64_t body = n - h.hdr_len;
         if (uint64_t(h.type_off) + h.type_len > body || uint64_t(h.str_off) + h.str_len > body) {
@@ -540,7 +563,8 @@ class spec {
         return buf;
     }
 
-    std::vector<std::byte> bytes_;
+    std::shared_ptr<const void> owner_;  // keeps bytes_ alive
+    std::span<const std::byte> bytes_;
     const spec* base_ = nullptr;
     const std::byte* types_ = nullptr;
     const char* strs_ = nullptr;

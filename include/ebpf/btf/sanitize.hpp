@@ -99,7 +99,7 @@ inline result<std::vector<std::byte>> sanitize_for_kernel(
         const uint32_t vlen = t.vlen();
         switch (t.kind()) {
             case BTF_KIND_VAR: {
-                auto* var = reinterpret_cast<btf_var*>(w + 1);
+                auto* var = reinterpret_cast<struct btf_var*>(w + 1);
                 if (var->linkage == BTF_VAR_GLOBAL_EXTERN) {
                     var->linkage = BTF_VAR_GLOBAL_ALLOCATED;
                 }

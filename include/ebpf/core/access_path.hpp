@@ -138,7 +138,7 @@ struct access_path {
                 }
                 id = m.type;
             } else if (t->kind() == BTF_KIND_ARRAY) {
-                const btf_array& a = t->array();
+                const struct btf_array& a = t->array();
                 auto elem = s.skip_modifiers(a.type);
                 if (!elem) {
                     return std::move(elem).error();
@@ -205,7 +205,7 @@ struct access_path {
                 if (t->kind() != BTF_KIND_ARRAY) {
                     return false;
                 }
-                const btf_array& a = t->array();
+                const struct btf_array& a = t->array();
                 if (!is_flex_array(ts, out.steps.back(), a) && step.idx >= a.nelems) {
                     return false;
                 }
@@ -272,7 +272,7 @@ struct access_path {
 
     // An array without elements is flexible when it is the last member of its struct, reached
     // by name (libbpf's rule), and then any index is allowed.
-    static bool is_flex_array(const btf::spec& s, const accessor& holder, const btf_array& a) {
+    static bool is_flex_array(const btf::spec& s, const accessor& holder, const struct btf_array& a) {
         return !holder.name.empty() && a.nelems == 0 &&
                holder.idx + 1 == s.get(holder.type_id).vlen();
     }

@@ -245,7 +245,7 @@ inline uint64_t enumval_relo_value(uint32_t kind, const access_path& p) {
     if (e.kind() == BTF_KIND_ENUM) {
         return uint64_t(int64_t(e.enums()[a.idx].val));
     }
-    const btf_enum64& v = e.enums64()[a.idx];
+    const struct btf_enum64& v = e.enums64()[a.idx];
     return (uint64_t(v.val_hi32) << 32) | v.val_lo32;
 }
 

@@ -821,9 +821,16 @@ class object_reader {
                 return {};
             }
             const elf::section* target = f_.section_at(sym.shndx);
-            if (target && is_code(*target) && in.src_reg == BPF_PSEUDO_FUNC) {
+            if (target && is_code(*target)) {
+                // A function's address (a callback, e.g. for bpf_loop): the addend is in bytes.
                 const uint64_t t =
-                    sym.value / sizeof(bpf_insn) + uint64_t(in.imm) / sizeof(bpf_insn);
+                    sym.value / sizeof(bpf_insn) + uint64_t(uint32_t(in.imm)) / sizeof(bpf_insn);
+                if (t >= target->size / sizeof(bpf_insn)) {
+                    return bad("instruction " + std::to_string(i),
+                               "callback address leaves section " + target->name);
+                }
+                in.src_reg = BPF_PSEUDO_FUNC;
+                fn.insns[i + 1].imm = 0;
                 fn.calls.push_back({i, sym.shndx, uint32_t(t)});
                 return {};
             }
