@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libelf-dev zlib1g-dev linux-libc-dev libgtest-dev
           libcli11-dev nlohmann-json3-dev clang-14
-          libbenchmark-dev bpftool iproute2)
+          libbenchmark-dev libbpf-dev bpftool iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -24,3 +24,10 @@ build="${BUILD_DIR:-build}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$(nproc)"
 ctest --test-dir "$build" --output-on-failure
+
+# The same tests again under AddressSanitizer and UndefinedBehaviorSanitizer, in a build of
+# their own (no benchmarks; the package tests install and build on their own and are skipped).
+asan="${ASAN_BUILD_DIR:-build-asan}"
+cmake -S . -B "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEBPF_SANITIZE=ON -DEBPF_BUILD_BENCH=OFF
+cmake --build "$asan" -j"$(nproc)"
+UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir "$asan" --output-on-failure -E '^package\.'

@@ -5,6 +5,7 @@
 #include <gelf.h>
 #include <libelf.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -59,7 +60,9 @@ class file {
     static result<file> parse(std::span<const std::byte> bytes) {
         file f;
         f.bytes_.reset(new std::byte[bytes.size() ? bytes.size() : 1]);
-        std::memcpy(f.bytes_.get(), bytes.data(), bytes.size());
+        if (!bytes.empty()) {  // an empty span may hold a null pointer, which memcpy must not get
+            std::memcpy(f.bytes_.get(), bytes.data(), bytes.size());
+        }
         f.size_ = bytes.size();
         EBPF_TRY(f.read());
         return f;
@@ -154,6 +157,14 @@ class file {
         if (elf_getshdrnum(e.get(), &count) != 0) {
             return bad(std::string("no section count: ") + elf_errmsg(-1));
         }
+        // libelf takes a section header table past the end (a truncated object) for none at all.
+        const uint64_t table =
+            uint64_t(std::max<size_t>({count, eh.e_shnum, 1})) * sizeof(Elf64_Shdr);
+        if (eh.e_shoff != 0 && (eh.e_shoff > size_ || table > size_ - eh.e_shoff)) {
+            return bad("section header table (" + std::to_string(table) + " bytes at offset " +
+                       std::to_string(eh.e_shoff) + ") lies outside the file (" +
+                       std::to_string(size_) + " bytes)");
+        }
         sections_.resize(count);
         const section* symtab = nullptr;
         std::vector<uint32_t> rel_sections;
@@ -227,9 +238,17 @@ class file {
             s.bind = uint8_t(GELF_ST_BIND(raw.st_info));
             s.type = uint8_t(GELF_ST_TYPE(raw.st_info));
             s.visibility = uint8_t(GELF_ST_VISIBILITY(raw.st_other));
-            if (s.shndx != SHN_UNDEF && s.shndx < SHN_LORESERVE && !section_at(s.shndx)) {
-                return bad("symbol " + s.name + ": section " + std::to_string(s.shndx) +
-                           " does not exist");
+            if (s.shndx != SHN_UNDEF && s.shndx < SHN_LORESERVE) {
+                const section* in = section_at(s.shndx);
+                if (!in) {
+                    return bad("symbol " + s.name + ": section " + std::to_string(s.shndx) +
+                               " does not exist");
+                }
+                if (s.value > in->size || s.size > in->size - s.value) {
+                    return bad("symbol " + s.name + " (offset " + std::to_string(s.value) +
+                               ", size " + std::to_string(s.size) + ") lies outside section " +
+                               in->name + " (" + std::to_string(in->size) + " bytes)");
+                }
             }
             symbols_.push_back(std::move(s));
         }
