@@ -42,6 +42,8 @@ static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 static __u32 (*bpf_get_prandom_u32)(void) = (void *)BPF_FUNC_get_prandom_u32;
 static __u64 (*bpf_get_current_cgroup_id)(void) = (void *)BPF_FUNC_get_current_cgroup_id;
 static __u64 (*bpf_skb_cgroup_id)(struct __sk_buff *skb) = (void *)BPF_FUNC_skb_cgroup_id;
+static long (*bpf_skb_load_bytes)(const void *skb, __u32 offset, void *to,
+                                  __u32 len) = (void *)BPF_FUNC_skb_load_bytes;
 static long (*bpf_tail_call)(void *ctx, void *prog_array, __u32 index) = (void *)BPF_FUNC_tail_call;
 static long (*bpf_setsockopt)(void *bpf_socket, int level, int optname, void *optval,
                               int optlen) = (void *)BPF_FUNC_setsockopt;

@@ -1,0 +1,82 @@
+/* net_stat's interface with user space: the maps' keys and values, shared by the BPF programs
+ * (net_stat_tx, net_stat_rx, net_stat_dc_tx, net_stat_dc_rx) and the agent. Plain C. */
+#ifndef EBPF_AGENT_NET_STAT_H
+#define EBPF_AGENT_NET_STAT_H
+
+#include <linux/types.h>
+
+/* Map names (at most 15 characters: the kernel keeps no more), as the agent and the tests
+ * look them up.
+ *
+ * NET_STAT_MAP_TX, NET_STAT_MAP_RX: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_key ->
+ *   struct net_stat_value. Traffic of each cgroup (the cgroup of the socket, never the
+ *   current task's). Sum the per-CPU values.
+ * NET_STAT_MAP_DC_TX, NET_STAT_MAP_DC_RX: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_dc_key ->
+ *   struct net_stat_value. The same broken down by the peer's (datacenter, network type), found
+ *   from the packet's address (egress: destination, ingress: source). A peer in no known
+ *   network is counted under dc 0, net type 0.
+ * NET_STAT_MAP_NETWORKS: BPF_MAP_TYPE_LPM_TRIE (BPF_F_NO_PREALLOC), struct net_stat_prefix ->
+ *   struct net_stat_network. The operators' networks; IPv4 prefixes are stored v4-mapped
+ *   (::ffff:a.b.c.d) with 96 added to the prefix length, so one lookup serves both families.
+ * NET_STAT_MAP_ERRORS: BPF_MAP_TYPE_PERCPU_ARRAY, __u32 index (enum net_stat_error) ->
+ *   struct net_stat_value. Traffic that could not be counted because a counter map was full:
+ *   never lost silently.
+ *
+ * The four counter maps are sized by user space before load (the object's max_entries is a
+ * placeholder); when one is full, a new key's traffic goes to the errors map. The agent removes
+ * the keys of cgroups that no longer exist. */
+#define NET_STAT_MAP_TX "stat_tx"
+#define NET_STAT_MAP_RX "stat_rx"
+#define NET_STAT_MAP_DC_TX "stat_dc_tx"
+#define NET_STAT_MAP_DC_RX "stat_dc_rx"
+#define NET_STAT_MAP_NETWORKS "networks"
+#define NET_STAT_MAP_ERRORS "stat_errors"
+
+struct net_stat_key {
+    __u64 cgroup_id; /* bpf_skb_cgroup_id(): the socket's cgroup (its cgroupfs inode) */
+};
+
+struct net_stat_dc_key {
+    __u64 cgroup_id;
+    __u32 dc;       /* the peer's datacenter; 0: unknown */
+    __u32 net_type; /* the peer's network type (backbone, fastbone...); 0: unknown */
+};
+
+struct net_stat_value {
+    __u64 bytes;   /* IP length (skb->len: network header onwards, one header per GSO skb) */
+    __u64 packets; /* wire segments: max(1, gso_segs) per skb */
+};
+
+struct net_stat_prefix {
+    __u32 prefixlen; /* 0..128; an IPv4 /n is 96 + n */
+    __u8 addr[16];   /* network byte order; IPv4 as ::ffff:a.b.c.d */
+};
+
+struct net_stat_network {
+    __u32 dc;
+    __u32 net_type;
+};
+
+enum net_stat_error {
+    NET_STAT_ERR_TX_FULL = 0, /* the map named by NET_STAT_MAP_TX was full */
+    NET_STAT_ERR_RX_FULL = 1,
+    NET_STAT_ERR_DC_TX_FULL = 2,
+    NET_STAT_ERR_DC_RX_FULL = 3,
+    NET_STAT_ERR_MAX = 4,
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct net_stat_key) == 8, "net_stat_key");
+static_assert(sizeof(struct net_stat_dc_key) == 16, "net_stat_dc_key");
+static_assert(sizeof(struct net_stat_value) == 16, "net_stat_value");
+static_assert(sizeof(struct net_stat_prefix) == 20, "net_stat_prefix");
+static_assert(sizeof(struct net_stat_network) == 8, "net_stat_network");
+#else
+_Static_assert(sizeof(struct net_stat_key) == 8, "net_stat_key");
+_Static_assert(sizeof(struct net_stat_dc_key) == 16, "net_stat_dc_key");
+_Static_assert(sizeof(struct net_stat_value) == 16, "net_stat_value");
+_Static_assert(sizeof(struct net_stat_prefix) == 20, "net_stat_prefix");
+_Static_assert(sizeof(struct net_stat_network) == 8, "net_stat_network");
+#endif
+
+#endif

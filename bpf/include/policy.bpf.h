@@ -1,0 +1,115 @@
+/* The policy lookup of the sock_ops programs: maps (see policy.h) and the decision for a socket's
+ * peer. Each program's object has its own copy of these maps; the agent fills each. */
+#ifndef EBPF_AGENT_POLICY_BPF_H
+#define EBPF_AGENT_POLICY_BPF_H
+
+#include "ebpf_bpf.h"
+#include "policy.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __type(key, struct policy_key);
+    __type(value, struct policy_network);
+    __uint(max_entries, 16384);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+} networks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __type(key, __u32);
+    __type(value, __u32);
+    __uint(max_entries, 65536);
+} project_sets SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct policy_rule);
+    __uint(max_entries, POLICY_MAX_RULES);
+} rules SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct policy_config);
+    __uint(max_entries, 1);
+} config SEC(".maps");
+
+/* The peer as the policy sees it. */
+struct policy_peer {
+    struct policy_key key; /* full-length: /128, IPv4 as v4-mapped */
+    int sends_ipv4;        /* IPv4 on the wire: AF_INET, or a v4-mapped peer */
+    __u32 remote_project;
+    __u32 local_project;
+};
+
+static __always_inline void policy_peer_of(struct bpf_sock_ops* s, struct policy_peer* p) {
+    __builtin_memset(p, 0, sizeof(*p));
+    p->key.prefixlen = 128;
+    __u32* w = (__u32*)p->key.addr;
+    if (s->family == AF_INET) {
+        w[2] = bpf_htonl(0xffff);
+        w[3] = s->remote_ip4;
+        p->sends_ipv4 = 1;
+        return;
+    }
+    w[0] = s->remote_ip6[0];
+    w[1] = s->remote_ip6[1];
+    w[2] = s->remote_ip6[2];
+    w[3] = s->remote_ip6[3];
+    p->sends_ipv4 = w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+    if (!p->sends_ipv4) {
+        p->remote_project = bpf_ntohl(s->remote_ip6[2]);
+        p->local_project = bpf_ntohl(s->local_ip6[2]);
+    }
+}
+
+/* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
+ * (zeroes when the peer is in none). */
+static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
+                                                         struct policy_peer* peer,
+                                                         struct policy_network* net) {
+    __u32 zero = 0;
+    struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
+    if (!cfg)
+        return 0;
+    policy_peer_of(s, peer);
+    struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
+    if (found)
+        *net = *found;
+    else
+        __builtin_memset(net, 0, sizeof(*net));
+    __u32 remote_sets = 0, local_sets = 0;
+    __u32* m = bpf_map_lookup_elem(&project_sets, &peer->remote_project);
+    if (m && peer->remote_project)
+        remote_sets = *m;
+    m = bpf_map_lookup_elem(&project_sets, &peer->local_project);
+    if (m && peer->local_project)
+        local_sets = *m;
+    const int same_dc = net->dc != 0 && net->dc == cfg->local_dc;
+    for (__u32 i = 0; i < POLICY_MAX_RULES; i++) {
+        if (i >= cfg->rule_count)
+            break;
+        __u32 idx = i;
+        struct policy_rule* r = bpf_map_lookup_elem(&rules, &idx);
+        if (!r)
+            break;
+        if (r->net_type && r->net_type != net->net_type)
+            continue;
+        if (r->scope == POLICY_SCOPE_SAME_DC && !same_dc)
+            continue;
+        if (r->scope == POLICY_SCOPE_CROSS_DC && (same_dc || net->dc == 0))
+            continue;
+        if (r->set_side == POLICY_SET_REMOTE && !(remote_sets & (1u << (r->set_id & 31))))
+            continue;
+        if (r->set_side == POLICY_SET_LOCAL && !(local_sets & (1u << (r->set_id & 31))))
+            continue;
+        return r;
+    }
+    return 0;
+}
+
+#endif
