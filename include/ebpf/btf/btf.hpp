@@ -68,7 +68,9 @@ class type {
         return kflag() ? BTF_MEMBER_BITFIELD_SIZE(m.offset) : 0;
     }
     std::span<const struct btf_enum> enums() const { return {extra<struct btf_enum>(), vlen()}; }
-    std::span<const struct btf_enum64> enums64() const { return {extra<struct btf_enum64>(), vlen()}; }
+    std::span<const struct btf_enum64> enums64() const {
+        return {extra<struct btf_enum64>(), vlen()};
+    }
     std::span<const btf_param> params() const { return {extra<btf_param>(), vlen()}; }
     uint32_t var_linkage() const { return extra<struct btf_var>()[0].linkage; }
     std::span<const btf_var_secinfo> vars() const { return {extra<btf_var_secinfo>(), vlen()}; }

@@ -163,7 +163,9 @@ class builder {
         h.str_len = uint32_t(strings_.size());
         std::vector<std::byte> out(sizeof h + h.type_len + h.str_len);
         std::memcpy(out.data(), &h, sizeof h);
-        std::memcpy(out.data() + sizeof h, types_.data(), h.type_len);
+        if (h.type_len > 0) {
+            std::memcpy(out.data() + sizeof h, types_.data(), h.type_len);
+        }
         std::memcpy(out.data() + sizeof h + h.type_len, strings_.data(), h.str_len);
         return out;
     }

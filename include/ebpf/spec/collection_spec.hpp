@@ -215,7 +215,7 @@ class object_reader {
     }
 
     result<void> read_meta() {
-        if (const elf::section* s = f_.find_section("license")) {
+        if (const elf::section* s = f_.find_section("license"); s && !s->data.empty()) {
             auto d = s->data;
             out_.license.assign(reinterpret_cast<const char*>(d.data()),
                                 strnlen(reinterpret_cast<const char*>(d.data()), d.size()));
@@ -399,7 +399,7 @@ class object_reader {
                                            " bytes are too small for a map definition");
         }
         for (const auto* sym : syms) {
-            if (sym->value + 20 > s->data.size()) {
+            if (sym->value > s->data.size() || s->data.size() - sym->value < 20) {
                 return bad("section maps", "map " + sym->name + " lies outside the section");
             }
             uint32_t def[5];
@@ -413,7 +413,7 @@ class object_reader {
             m.max_entries = def[3];
             m.flags = def[4];
             // iproute2's extension: id, pinning (2 = global, taken as by-name), inner id/idx.
-            if (rec >= 28 && sym->value + 28 <= s->data.size()) {
+            if (rec >= 28 && s->data.size() - sym->value >= 28) {
                 uint32_t pinning;
                 std::memcpy(&pinning, s->data.data() + sym->value + 24, 4);
                 m.pinning = pinning ? pin_by_name : pin_none;
@@ -628,6 +628,12 @@ class object_reader {
                 if (!size) {
                     return std::move(size).error().context("extern " + std::string(b.name(var)));
                 }
+                // Kernel config values are numbers, booleans and short strings.
+                if (*size == 0 || *size > 4096 || kconfig_size > 64 * 1024) {
+                    return bad("extern " + std::string(b.name(var)),
+                               "a .kconfig value of " + std::to_string(*size) +
+                                   " bytes (at most 4096, 64 KiB in all)");
+                }
                 // Lay the values out one after another, each aligned to its size (up to 8).
                 const uint32_t align = std::clamp<uint32_t>(*size, 1, 8);
                 kconfig_size = (kconfig_size + align - 1) / align * align;
@@ -704,7 +710,7 @@ class object_reader {
             }
             for (const auto* sym : syms) {
                 if (sym->value % sizeof(bpf_insn) != 0 || sym->size % sizeof(bpf_insn) != 0 ||
-                    sym->value + sym->size > s.size || sym->size == 0) {
+                    sym->value > s.size || sym->size > s.size - sym->value || sym->size == 0) {
                     return bad("section " + s.name,
                                "function " + sym->name + " (offset " + std::to_string(sym->value) +
                                    ", size " + std::to_string(sym->size) +
@@ -740,11 +746,11 @@ class object_reader {
             std::vector<bool> relocated(s.size / sizeof(bpf_insn), false);
             size_t n = 0;
             for (const auto& r : f_.relocations(s.index)) {
+                const size_t number = n++;
                 auto where = [&] {
-                    return "section " + s.name + ": relocation #" + std::to_string(n) +
+                    return "section " + s.name + ": relocation #" + std::to_string(number) +
                            " at offset " + std::to_string(r.offset);
                 };
-                ++n;
                 if (r.offset % sizeof(bpf_insn) != 0) {
                     return bad(where(), "not at an instruction");
                 }
@@ -879,7 +885,10 @@ class object_reader {
     }
 
     result<void> read_ext() {
-        for (const auto& [name, recs] : ext_.sections()) {
+        for (const auto& entry : ext_.sections()) {
+            // Named, not a structured binding: lambdas below capture them (clang < 16).
+            const std::string& name = entry.first;
+            const btf::ext_section& recs = entry.second;
             const elf::section* s = f_.find_section(name);
             if (!s || !is_code(*s)) {
                 return bad(".BTF.ext", "records for section " + name + ", which holds no code");
@@ -922,7 +931,9 @@ class object_reader {
                 }
                 if (rec.type_id >= out_.btf->count()) {
                     return bad(".BTF.ext", "CO-RE relocation in " + name + " refers to type " +
-                                               std::to_string(rec.type_id) + ", past the last");
+                                               std::to_string(rec.type_id) +
+                                               ", past the last type " +
+                                               std::to_string(out_.btf->count() - 1));
                 }
                 rec.insn_off = p->second;
                 p->first->relos.push_back(rec);
