@@ -19,13 +19,16 @@
 #include <vector>
 
 #include "../../bpf/include/policy.h"
+#include "capture.hpp"
 #include "ebpf/ebpf.hpp"
 #include "kernel_fixture.hpp"
 
 namespace ebpf {
 namespace {
 
+using test::capture;
 using test::run_in_cgroup;
+using test::seen;
 using test::test_cgroup;
 
 constexpr uint8_t cs(int n) {
@@ -74,77 +77,6 @@ void fill_policy(collection& c) {
     pc.listen_dscp = cs(1);
     ASSERT_OK(cfg->update(0, pc));
 }
-
-// One captured TCP packet.
-struct seen {
-    bool ipv4;
-    uint8_t tclass;  // IPv6 traffic class or IPv4 TOS
-    uint8_t flags;   // TCP flags
-    uint16_t sport, dport;
-    size_t payload;
-};
-
-class capture {
-  public:
-    capture() {
-        fd_ = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
-        sockaddr_ll sll{};
-        sll.sll_family = AF_PACKET;
-        sll.sll_protocol = htons(ETH_P_ALL);
-        sll.sll_ifindex = int(::if_nametoindex("lo"));
-        ok_ = fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&sll), sizeof sll) == 0;
-    }
-    ~capture() { ::close(fd_); }
-    bool ok() const { return ok_; }
-
-    // Reads what was captured so far: outgoing TCP packets with `port` on either side.
-    std::vector<seen> drain(uint16_t port) {
-        std::vector<seen> out;
-        unsigned char buf[2048];
-        for (;;) {
-            sockaddr_ll from{};
-            socklen_t flen = sizeof from;
-            ssize_t n =
-                ::recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &flen);
-            if (n <= 0) {
-                return out;
-            }
-            if (from.sll_pkttype != PACKET_OUTGOING || n < 14) {
-                continue;
-            }
-            const unsigned char* ip = buf + 14;
-            const size_t len = size_t(n) - 14;
-            seen s{};
-            const unsigned char* tcp = nullptr;
-            size_t ip_total = 0, ip_hdr = 0;
-            if ((ip[0] >> 4) == 6 && len >= 60 && ip[6] == IPPROTO_TCP) {
-                s.ipv4 = false;
-                s.tclass = uint8_t(((ip[0] & 0x0f) << 4) | (ip[1] >> 4));
-                ip_hdr = 40;
-                ip_total = 40 + ((size_t(ip[4]) << 8) | ip[5]);
-            } else if ((ip[0] >> 4) == 4 && len >= 40 && ip[9] == IPPROTO_TCP) {
-                s.ipv4 = true;
-                s.tclass = ip[1];
-                ip_hdr = size_t(ip[0] & 0x0f) * 4;
-                ip_total = (size_t(ip[2]) << 8) | ip[3];
-            } else {
-                continue;
-            }
-            tcp = ip + ip_hdr;
-            s.sport = uint16_t((tcp[0] << 8) | tcp[1]);
-            s.dport = uint16_t((tcp[2] << 8) | tcp[3]);
-            s.flags = tcp[13];
-            s.payload = ip_total - ip_hdr - size_t(tcp[12] >> 4) * 4;
-            if (s.sport == port || s.dport == port) {
-                out.push_back(s);
-            }
-        }
-    }
-
-  private:
-    int fd_ = -1;
-    bool ok_ = false;
-};
 
 // Connects to [addr]:port (listening on it first), sends one byte each way, closes; returns the
 // packets seen. `family` is the client socket's (AF_INET6 with a v4-mapped address for dual
@@ -268,7 +200,7 @@ TEST_F(TcpTosTest, ClassesFollowThePolicyOnTheWire) {
                         "ip addr add 192.0.2.1/32 dev lo") != 0) {
             return 91;
         }
-        capture cap;
+        capture cap("lo");
         if (!cap.ok()) {
             std::perror("AF_PACKET");
             return 92;
@@ -303,7 +235,7 @@ TEST_F(TcpTosTest, WithoutTheProgramNothingIsColoured) {
                 0) {
             return 91;
         }
-        capture cap;
+        capture cap("lo");
         auto pk = exchange(cap, AF_INET6, "fd00:1::4496:0:2", 7001);
         // The same check as above must fail: classes stay 0.
         return check("no program", pk, 7001, false, cs(4), cs(1), cs(4), true) == 1 ? 0 : 1;
