@@ -127,14 +127,14 @@ class test_bpffs {
 
 // Runs `body` in a child process that has joined `cgroup` and returns its exit status (the
 // body's return value; 100+ for failures to set up). Only the child is moved.
-inline int run_in_cgroup(const test_cgroup& cgroup, const std::function<int()>& body) {
+inline int run_in_cgroup(const std::string& cgroup_path, const std::function<int()>& body) {
     std::fflush(nullptr);
     pid_t pid = ::fork();
     if (pid < 0) {
         return 101;
     }
     if (pid == 0) {
-        std::string procs = cgroup.path() + "/cgroup.procs";
+        std::string procs = cgroup_path + "/cgroup.procs";
         FILE* f = std::fopen(procs.c_str(), "we");
         if (!f || std::fprintf(f, "%d\n", ::getpid()) < 0 || std::fclose(f) != 0) {
             std::perror("join the test cgroup");
@@ -149,6 +149,10 @@ inline int run_in_cgroup(const test_cgroup& cgroup, const std::function<int()>& 
         return 103;
     }
     return WEXITSTATUS(status);
+}
+
+inline int run_in_cgroup(const test_cgroup& cgroup, const std::function<int()>& body) {
+    return run_in_cgroup(cgroup.path(), body);
 }
 
 // Runs a command and returns what it printed on stdout.

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../../bpf/include/net_stat.h"
+#include "../../bpf/include/net_stat_networks.hpp"
 #include "ebpf/ebpf.hpp"
 #include "kernel_fixture.hpp"
 
@@ -306,13 +307,14 @@ class NetStatTest : public test::KernelTest {
         auto c = collection::load(*spec);
         ASSERT_OK(c);
         coll_ = std::move(*c);
-        auto nets = lpm_trie<net_stat_network>::view(*coll_.map(NET_STAT_MAP_NETWORKS));
-        ASSERT_OK(nets);
+        std::vector<std::pair<lpm_key, net_stat_network>> nets;
         for (const auto& [prefix, net] : test_networks) {
             auto k = lpm_key::parse(prefix);
             ASSERT_OK(k);
-            ASSERT_OK(nets->update(*k, net));
+            nets.emplace_back(*k, net);
         }
+        ASSERT_OK(net_stat::add_networks(*coll_.map(NET_STAT_MAP_NETWORKS),
+                                         *coll_.map(NET_STAT_MAP_NETWORK_LENS), nets));
         const std::pair<const char*, uint32_t> progs[] = {
             {"net_stat_tx", BPF_CGROUP_INET_EGRESS},
             {"net_stat_rx", BPF_CGROUP_INET_INGRESS},

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -326,6 +327,55 @@ TEST_F(TcpRtoTest, AnUnavailableCongestionControlIsCounted) {
     // The connection keeps the namespace's default algorithm.
     EXPECT_EQ(run_in_cgroup(cg_, [] { return established("", 100000); }), 0);
     EXPECT_EQ(stat(TCP_RTO_STAT_CC_FAILED), 2u) << "both ends of the connection";
+}
+
+// Programs in a chain share the TIMEOUT_INIT reply, and the root's runs last: tcp_rto must not
+// write it on a miss, or it would clobber an inner cgroup's answer.
+TEST_F(TcpRtoTest, AMissDoesNotClobberAnotherProgramsAnswer) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    const std::string inner = cg_.path() + "/inner";
+    ASSERT_EQ(::mkdir(inner.c_str(), 0755), 0);
+    {
+        auto inner_fd = open_cgroup(inner);
+        ASSERT_OK(inner_fd);
+        // The inner program answers every TIMEOUT_INIT with 50 jiffies.
+        using namespace insn;
+        const bpf_insn code[] = {
+            ldx_mem(BPF_W, r2, r1, 0),  // op
+            jmp_imm(BPF_JNE, r2, BPF_SOCK_OPS_TIMEOUT_INIT, 2),
+            mov64_imm(r2, 50),
+            stx_mem(BPF_W, r1, r2, 4),  // reply
+            mov64_imm(r0, 1),
+            exit(),
+        };
+        auto p = program::load({.type = BPF_PROG_TYPE_SOCK_OPS, .insns = code, .name = "t_rto50"});
+        ASSERT_OK(p);
+        auto l = cgroup_link::attach(inner_fd->get(), *p, BPF_CGROUP_SOCK_OPS);
+        ASSERT_OK(l);
+        auto kernel_hz = read_kconfig();
+        ASSERT_OK(kernel_hz);
+        const uint32_t want_us = 50 * 1000000u / std::stoul((*kernel_hz)["CONFIG_HZ"]);
+        auto scenario = [want_us] {
+            if (!make_network()) {
+                return 90;
+            }
+            capture cap("v0");
+            int bad = 0;
+            // Cross-DC: tcp_rto has no RTO for it and stays silent: the inner answer holds.
+            attempt cross = syns_to(cap, AF_INET6, "fd00:3::9", 85, 50);
+            if (cross.rto_us != want_us) {
+                bad += report("chain, cross-DC", "TCP_INFO rto (us)", cross.rto_us, want_us);
+            }
+            // Intra-DC: tcp_rto has the last word (the root-most program runs last).
+            attempt intra = syns_to(cap, AF_INET6, "fd00:1::7777:0:9", 81, 50);
+            if (intra.rto_us != 40000) {
+                bad += report("chain, intra-DC", "TCP_INFO rto (us)", intra.rto_us, 40000);
+            }
+            return bad;
+        };
+        EXPECT_EQ(run_in_cgroup(inner, scenario), 0);
+    }
+    EXPECT_EQ(::rmdir(inner.c_str()), 0);
 }
 
 TEST_F(TcpRtoTest, WithoutTheProgramTheKernelDefaultsHold) {
