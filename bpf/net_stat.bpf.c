@@ -14,7 +14,6 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
-#define E2BIG 7
 #define EEXIST 17
 
 /* max_entries of the counter maps are placeholders: the agent sizes them from its config. */
@@ -47,12 +46,19 @@ struct {
 } stat_dc_rx SEC(".maps");
 
 struct {
-    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
     __uint(map_flags, BPF_F_NO_PREALLOC);
     __type(key, struct net_stat_prefix);
     __type(value, struct net_stat_network);
 } networks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct net_stat_prefix_lens);
+} network_lens SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -114,25 +120,83 @@ static __always_inline int count_cgroup(struct __sk_buff* skb, void* map, __u32 
 #define IPV4_SADDR 12
 #define IPV4_DADDR 16
 
+/* The first `bits` bits set, as a 64-bit word read from network byte order (bits 0..64). */
+static __always_inline __u64 mask64(__u32 bits) {
+    if (bits >= 64) {
+        return ~0ULL;
+    }
+    if (bits == 0) {
+        return 0;
+    }
+    return __builtin_bswap64(~0ULL << (64 - bits));
+}
+
+/* Finds the longest network that holds `addr` among the lengths `lens` (longest first). */
+static __always_inline struct net_stat_network* longest_match(const __u8* addr, const __u8* lens,
+                                                              __u32 count) {
+    __u64 hi, lo;
+    __builtin_memcpy(&hi, addr, 8);
+    __builtin_memcpy(&lo, addr + 8, 8);
+    for (__u32 i = 0; i < NET_STAT_MAX_LENS; i++) {
+        if (i >= count) {
+            break;
+        }
+        __u32 len = lens[i];
+        struct net_stat_prefix k = {.prefixlen = len};
+        __u64 h = hi & mask64(len);
+        __u64 l = len > 64 ? lo & mask64(len - 64) : 0;
+        __builtin_memcpy(&k.addr[0], &h, 8);
+        __builtin_memcpy(&k.addr[8], &l, 8);
+        struct net_stat_network* n = bpf_map_lookup_elem(&networks, &k);
+        if (n) {
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* Copies `len` bytes at `off` from the packet: straight from the linear data when it holds
+ * them (the IP header always is, in these hooks), else through the helper. */
+static __always_inline int load(struct __sk_buff* skb, __u32 off, void* to, __u32 len) {
+    void* data = (void*)(long)skb->data;
+    void* end = (void*)(long)skb->data_end;
+    if (len == 16 && data + off + 16 <= end) {
+        __builtin_memcpy(to, data + off, 16);
+        return 0;
+    }
+    if (len == 4 && data + off + 4 <= end) {
+        __builtin_memcpy(to, data + off, 4);
+        return 0;
+    }
+    return bpf_skb_load_bytes(skb, off, to, len);
+}
+
 /* Fills key->dc and key->net_type from the peer's address; both stay 0 when the header cannot
  * be read or no network holds the address. */
 static __always_inline void find_peer(struct __sk_buff* skb, int egress,
                                       struct net_stat_dc_key* key) {
-    struct net_stat_prefix p = {.prefixlen = 128};
+    __u32 zero = 0;
+    struct net_stat_prefix_lens* lens = bpf_map_lookup_elem(&network_lens, &zero);
+    if (!lens) {
+        return;
+    }
+    __u8 addr[16] = {};
+    struct net_stat_network* n;
     if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-        if (bpf_skb_load_bytes(skb, egress ? IPV6_DADDR : IPV6_SADDR, p.addr, 16) < 0) {
+        if (!lens->v6_count || load(skb, egress ? IPV6_DADDR : IPV6_SADDR, addr, 16) < 0) {
             return;
         }
+        n = longest_match(addr, lens->v6, lens->v6_count);
     } else if (skb->protocol == bpf_htons(ETH_P_IP)) {
-        p.addr[10] = 0xff;
-        p.addr[11] = 0xff;
-        if (bpf_skb_load_bytes(skb, egress ? IPV4_DADDR : IPV4_SADDR, &p.addr[12], 4) < 0) {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        if (!lens->v4_count || load(skb, egress ? IPV4_DADDR : IPV4_SADDR, &addr[12], 4) < 0) {
             return;
         }
+        n = longest_match(addr, lens->v4, lens->v4_count);
     } else {
         return;
     }
-    struct net_stat_network* n = bpf_map_lookup_elem(&networks, &p);
     if (n) {
         key->dc = n->dc;
         key->net_type = n->net_type;

@@ -313,6 +313,8 @@ class NetStatTest : public test::KernelTest {
             ASSERT_OK(k);
             nets.emplace_back(*k, net);
         }
+        ASSERT_NE(coll_.map(NET_STAT_MAP_NETWORKS), nullptr);
+        ASSERT_NE(coll_.map(NET_STAT_MAP_NETWORK_LENS), nullptr);
         ASSERT_OK(net_stat::add_networks(*coll_.map(NET_STAT_MAP_NETWORKS),
                                          *coll_.map(NET_STAT_MAP_NETWORK_LENS), nets));
         const std::pair<const char*, uint32_t> progs[] = {
@@ -432,6 +434,12 @@ int receive_datagrams(int ready_fd, uint32_t expected) {
 
 // Which sockets send: IPv6, IPv4, or IPv6 sockets to v4-mapped addresses.
 enum class family { ipv6, ipv4, v4_mapped };
+const char* family_name(family f) {
+    return f == family::ipv6 ? "Ipv6" : f == family::ipv4 ? "Ipv4" : "V4Mapped";
+}
+void PrintTo(family f, std::ostream* os) {
+    *os << family_name(f);
+}
 
 class NetStatUdpTest : public NetStatTest, public ::testing::WithParamInterface<family> {};
 
@@ -512,16 +520,7 @@ TEST_P(NetStatUdpTest, CountsEqualTheDatagramsPerCgroupAndDatacenter) {
 
 INSTANTIATE_TEST_SUITE_P(NetStat, NetStatUdpTest,
                          ::testing::Values(family::ipv6, family::ipv4, family::v4_mapped),
-                         [](const auto& info) {
-                             switch (info.param) {
-                                 case family::ipv6:
-                                     return "Ipv6";
-                                 case family::ipv4:
-                                     return "Ipv4";
-                                 default:
-                                     return "V4Mapped";
-                             }
-                         });
+                         [](const auto& info) { return family_name(info.param); });
 
 // A TCP server: accepts one connection, reads `expected` bytes, answers one byte and waits for
 // the peer to reset the connection. 0 when every byte arrived.
