@@ -402,6 +402,22 @@ class detail_loader {
         return {};
     }
 
+    // The candidate indexes of the kernel modules that have BTF (/sys/kernel/btf/*), made on
+    // first use by this load; modules whose BTF cannot be read are left out.
+    const std::vector<std::pair<std::string, std::unique_ptr<core::candidate_cache>>>&
+    module_caches() {
+        if (!modules_scanned_) {
+            modules_scanned_ = true;
+            for (const auto& name : kernel_modules_with_btf()) {
+                auto m = module_btf(name);
+                if (m) {
+                    modules_.emplace_back(name, std::make_unique<core::candidate_cache>(**m));
+                }
+            }
+        }
+        return modules_;
+    }
+
     static bool needs_attach_btf(const program_spec& p) {
         return p.type == BPF_PROG_TYPE_TRACING || p.type == BPF_PROG_TYPE_LSM;
     }
@@ -419,9 +435,30 @@ class detail_loader {
                 return error(ENOENT, "CO-RE relocation #" + std::to_string(i),
                              "no target BTF (the kernel has none; pass one)");
             }
+            // Keep the instruction(s): a relocation vmlinux cannot satisfy is tried against
+            // the kernel modules' BTF, from the original instruction.
+            const bool wide = r.insn_off + 1 < insns.size();
+            const bpf_insn saved[2] = {insns[r.insn_off],
+                                       wide ? insns[r.insn_off + 1] : bpf_insn{}};
             auto out = core::apply(insns, r.insn_off, r, *s_.btf, *target, *cache);
             if (!out) {
                 return std::move(out).error().context("CO-RE relocation #" + std::to_string(i));
+            }
+            if (out->poisoned && target == kernel) {
+                for (const auto& [name, mod_cache] : module_caches()) {
+                    std::vector<bpf_insn> trial = insns;
+                    trial[r.insn_off] = saved[0];
+                    if (wide) {
+                        trial[r.insn_off + 1] = saved[1];
+                    }
+                    auto m =
+                        core::apply(trial, r.insn_off, r, *s_.btf, mod_cache->target(), *mod_cache);
+                    if (m && !m->poisoned) {
+                        insns = std::move(trial);
+                        out = std::move(m);
+                        break;
+                    }
+                }
             }
             if (out->poisoned) {
                 poisoned.push_back("#" + std::to_string(i) + " at insn " +
@@ -598,6 +635,8 @@ class detail_loader {
     const collection_spec& s_;
     const collection_options& o_;
     collection c_;
+    bool modules_scanned_ = false;
+    std::vector<std::pair<std::string, std::unique_ptr<core::candidate_cache>>> modules_;
 };
 
 inline result<collection> collection::load(const collection_spec& spec,

@@ -2,11 +2,13 @@
 // by every object; and BTF read from a file a caller names (layer: objects).
 #pragma once
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -149,6 +151,24 @@ inline result<const btf::spec*> module_btf(const std::string& name) {
     auto& slot = cache[name];
     slot = std::make_unique<btf::spec>(std::move(*s));
     return static_cast<const btf::spec*>(slot.get());
+}
+
+// Returns the names of the kernel modules that have BTF (/sys/kernel/btf/*, but vmlinux).
+inline std::vector<std::string> kernel_modules_with_btf() {
+    std::vector<std::string> out;
+    DIR* d = ::opendir("/sys/kernel/btf");
+    if (!d) {
+        return out;
+    }
+    while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name != "." && name != ".." && name != "vmlinux") {
+            out.push_back(std::move(name));
+        }
+    }
+    ::closedir(d);
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 // Reads BTF from a file: raw BTF (as in /sys/kernel/btf) or an ELF object's .BTF section.

@@ -671,3 +671,65 @@ TEST(CoreErrors, MalformedRelocationsAreRejected) {
 
 }  // namespace
 }  // namespace ebpf::core
+
+namespace ebpf::core {
+namespace {
+
+// A kernel module's types live in split BTF on top of vmlinux's: candidates are found there and
+// the field offsets follow the module's layout.
+TEST(CoreSplit, ModuleTypesInSplitBtfAreCandidates) {
+    btf::builder base;
+    base.add_int("int", 4, BTF_INT_SIGNED);
+    auto vmlinux = btf::spec::parse(base.bytes());
+    ASSERT_TRUE(vmlinux);
+    // The module: struct mod_s { int a; int b; }, ids and strings after the base's.
+    btf_header bh;
+    std::memcpy(&bh, vmlinux->bytes().data(), sizeof bh);
+    const char strs[] = "mod_s\0a\0b";
+    const uint32_t words[] = {bh.str_len + 0,
+                              (BTF_KIND_STRUCT << 24) | 2,
+                              8,
+                              bh.str_len + 6,
+                              1,
+                              0,
+                              bh.str_len + 8,
+                              1,
+                              32};
+    btf_header h{};
+    h.magic = BTF_MAGIC;
+    h.version = BTF_VERSION;
+    h.hdr_len = sizeof h;
+    h.type_len = sizeof words;
+    h.str_off = sizeof words;
+    h.str_len = sizeof strs;
+    std::vector<std::byte> raw(sizeof h + sizeof words + sizeof strs);
+    std::memcpy(raw.data(), &h, sizeof h);
+    std::memcpy(raw.data() + sizeof h, words, sizeof words);
+    std::memcpy(raw.data() + sizeof h + sizeof words, strs, sizeof strs);
+    auto module = btf::spec::parse(std::move(raw), &*vmlinux);
+    ASSERT_TRUE(module) << module.error().message();
+
+    // The program's view: struct mod_s { int b; }, reading b at offset 0.
+    btf::builder local;
+    uint32_t li = local.add_int("int", 4, BTF_INT_SIGNED);
+    uint32_t ls = local.add_struct("mod_s", 4, {{"b", li, 0}});
+    const uint32_t access = local.str("0:0");
+    auto lspec = btf::spec::parse(local.bytes());
+    ASSERT_TRUE(lspec);
+
+    candidate_cache in_vmlinux(*vmlinux);
+    candidate_cache in_module(*module);
+    btf::core_relo r{0, ls, access, BPF_CORE_FIELD_BYTE_OFFSET};
+    bpf_insn load[] = {insn::ldx_mem(BPF_W, insn::r0, insn::r1, 0), insn::exit()};
+    auto miss = apply(load, 0, r, *lspec, *vmlinux, in_vmlinux);
+    ASSERT_TRUE(miss) << miss.error().message();
+    EXPECT_TRUE(miss->poisoned) << "vmlinux has no mod_s";
+    bpf_insn again[] = {insn::ldx_mem(BPF_W, insn::r0, insn::r1, 0), insn::exit()};
+    auto hit = apply(again, 0, r, *lspec, *module, in_module);
+    ASSERT_TRUE(hit) << hit.error().message();
+    EXPECT_FALSE(hit->poisoned);
+    EXPECT_EQ(again[0].off, 4) << "b is at offset 4 in the module's struct";
+}
+
+}  // namespace
+}  // namespace ebpf::core
