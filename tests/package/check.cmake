@@ -13,6 +13,7 @@ endfunction()
 
 if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S ${SOURCE} -B ${WORK}/lib -DEBPF_BUILD_TESTS=OFF -DEBPF_BUILD_BENCH=OFF
+      -DEBPF_BUILD_AGENT=OFF
       -DCMAKE_INSTALL_PREFIX=${WORK}/prefix)
   run(${CMAKE_COMMAND} --install ${WORK}/lib)
   run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK}/app -DCMAKE_PREFIX_PATH=${WORK}/prefix
