@@ -5,9 +5,12 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -239,6 +242,12 @@ TEST_F(TcpRtoTest, InitialRtoYattlAndFlowLabelsOnTheWire) {
             bad += report("IPv4", "TCP_INFO rto (us)", v4.rto_us, 40000);
         }
         bad += check_yattl("IPv4", v4, true, false, true);
+        // A dual-stack socket to a v4-mapped address: IPv4 on the wire, the same policy.
+        attempt mapped = syns_to(cap, AF_INET6, "::ffff:192.0.2.9", 86, 500);
+        if (mapped.rto_us != 40000) {
+            bad += report("v4-mapped", "TCP_INFO rto (us)", mapped.rto_us, 40000);
+        }
+        bad += check_yattl("v4-mapped", mapped, true, false, true);
         // Cross-DC: the kernel's 1 s; one SYN in 500 ms.
         attempt cross = syns_to(cap, AF_INET6, "fd00:3::9", 85, 500);
         if (cross.rto_us != 1000000) {
@@ -250,7 +259,8 @@ TEST_F(TcpRtoTest, InitialRtoYattlAndFlowLabelsOnTheWire) {
         return bad;
     };
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
-    EXPECT_EQ(stat(TCP_RTO_STAT_YATTL), 3u) << "intra-DC, stateful service and IPv4 were marked";
+    EXPECT_EQ(stat(TCP_RTO_STAT_YATTL), 4u)
+        << "intra-DC, stateful service, IPv4 and v4-mapped were marked";
     EXPECT_EQ(stat(TCP_RTO_STAT_LABEL_FAILED), 0u);
 }
 
@@ -376,6 +386,118 @@ TEST_F(TcpRtoTest, AMissDoesNotClobberAnotherProgramsAnswer) {
         EXPECT_EQ(run_in_cgroup(inner, scenario), 0);
     }
     EXPECT_EQ(::rmdir(inner.c_str()), 0);
+}
+
+// Sends one IPv6 TCP SYN into v0 from the peer `src` (as if it came over the wire), so a listener
+// answers with SYN-ACKs that go nowhere. Returns false if it could not be sent.
+bool inject_syn(const char* src, const char* dst, uint16_t sport, uint16_t dport) {
+    unsigned char f[14 + 40 + 20] = {};
+    // v0's MAC (sysfs shows the namespace that mounted it, so ask with an ioctl).
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "v0");
+    int q = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    const bool have_mac = ::ioctl(q, SIOCGIFHWADDR, &ifr) == 0;
+    ::close(q);
+    if (!have_mac) {
+        std::perror("inject SYN: v0's MAC");
+        return false;
+    }
+    unsigned m[6];
+    for (int i = 0; i < 6; ++i) {
+        m[i] = static_cast<unsigned char>(ifr.ifr_hwaddr.sa_data[i]);
+    }
+    for (int i = 0; i < 6; ++i) {
+        f[i] = uint8_t(m[i]);  // to v0
+    }
+    const unsigned char peer_mac[6] = {0x02, 0, 0, 0, 0, 0x09};
+    std::memcpy(f + 6, peer_mac, 6);
+    f[12] = 0x86;
+    f[13] = 0xdd;
+    unsigned char* ip = f + 14;
+    ip[0] = 0x60;
+    ip[5] = 20;  // payload length
+    ip[6] = IPPROTO_TCP;
+    ip[7] = 64;
+    ::inet_pton(AF_INET6, src, ip + 8);
+    ::inet_pton(AF_INET6, dst, ip + 24);
+    unsigned char* tcp = ip + 40;
+    tcp[0] = uint8_t(sport >> 8);
+    tcp[1] = uint8_t(sport);
+    tcp[2] = uint8_t(dport >> 8);
+    tcp[3] = uint8_t(dport);
+    tcp[7] = 1;        // seq
+    tcp[12] = 5 << 4;  // data offset
+    tcp[13] = TH_SYN;
+    tcp[14] = 0xff;
+    tcp[15] = 0xff;  // window
+    uint32_t sum = 0;
+    auto add = [&](const unsigned char* p, size_t n) {
+        for (size_t i = 0; i + 1 < n; i += 2) {
+            sum += uint32_t(p[i] << 8 | p[i + 1]);
+        }
+    };
+    add(ip + 8, 32);  // pseudo-header: addresses, length, next header
+    sum += 20 + IPPROTO_TCP;
+    add(tcp, 20);
+    while (sum >> 16) {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    const uint16_t csum = uint16_t(~sum);
+    tcp[16] = uint8_t(csum >> 8);
+    tcp[17] = uint8_t(csum);
+    int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    sockaddr_ll to{};
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = int(::if_nametoindex("v1"));
+    to.sll_halen = 6;
+    std::memcpy(to.sll_addr, f, 6);
+    const bool ok = ::sendto(s, f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
+                    ssize_t(sizeof f);
+    if (!ok) {
+        std::perror("inject SYN");
+    }
+    ::close(s);
+    return ok;
+}
+
+// The passive side: the listener's SYN-ACKs are retransmitted at the peer's initial RTO
+// (TIMEOUT_INIT on the request socket), 40 ms intra-DC instead of the kernel's 1 s.
+TEST_F(TcpRtoTest, SynAckRetransmitsFollowThePassiveInitialRto) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [] {
+        if (!make_network()) {
+            return 90;
+        }
+        int l = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_port = htons(90);
+        ::inet_pton(AF_INET6, "fd00:1::10d:5ae7:0:1", &a.sin6_addr);
+        if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 4) != 0) {
+            return 91;
+        }
+        capture cap("v0");
+        if (!inject_syn("fd00:1::7777:0:9", "fd00:1::10d:5ae7:0:1", 40000, 90)) {
+            return 92;
+        }
+        ::usleep(500 * 1000);
+        std::vector<seen> synacks;
+        for (const auto& p : cap.drain(90)) {
+            if ((p.flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK)) {
+                synacks.push_back(p);
+            }
+        }
+        ::close(l);
+        if (synacks.size() < 2) {
+            return report("passive", "SYN-ACKs in 500 ms", double(synacks.size()), 2);
+        }
+        const double gap = synacks[1].ms - synacks[0].ms;
+        if (gap < 25 || gap > 400) {  // generous: the default is 1000
+            return report("passive", "ms between SYN-ACK 1 and 2", gap, 40);
+        }
+        return 0;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0);
 }
 
 TEST_F(TcpRtoTest, WithoutTheProgramTheKernelDefaultsHold) {
