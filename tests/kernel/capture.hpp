@@ -7,6 +7,7 @@
 #include <linux/if_packet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,9 +38,6 @@ class capture {
         sll.sll_ifindex = int(::if_nametoindex(ifname));
         ok_ = fd_ >= 0 && sll.sll_ifindex > 0 &&
               ::bind(fd_, reinterpret_cast<sockaddr*>(&sll), sizeof sll) == 0;
-        // Packet timestamps, so timing does not depend on when we read.
-        int on = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
     }
     ~capture() { ::close(fd_); }
     capture(const capture&) = delete;
@@ -69,13 +67,9 @@ class capture {
                 continue;
             }
             seen s{};
-            for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
-                    timespec ts;
-                    std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-                    s.ms = double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
-                }
-            }
+            // The time of reading: packet timestamps of outgoing TCP carry the stack's own
+            // departure times, which are not when the packet left.
+            s.ms = now_ms();
             const unsigned char* ip = buf + 14;
             const size_t len = size_t(n) - 14;
             size_t ip_total = 0, ip_hdr = 0;
@@ -101,6 +95,27 @@ class capture {
                 out.push_back(s);
             }
         }
+    }
+
+    // Reads packets as they come for `ms` milliseconds (timing from when each was read) and
+    // returns those with `port` on either side.
+    std::vector<seen> collect(uint16_t port, int ms) {
+        std::vector<seen> out;
+        const double end = now_ms() + ms;
+        for (double left = ms; left > 0; left = end - now_ms()) {
+            pollfd p{fd_, POLLIN, 0};
+            ::poll(&p, 1, int(left) + 1);
+            for (auto& s : drain(port)) {
+                out.push_back(s);
+            }
+        }
+        return out;
+    }
+
+    static double now_ms() {
+        timespec ts;
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) / 1e6;
     }
 
   private:
