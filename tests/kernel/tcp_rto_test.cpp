@@ -499,6 +499,31 @@ TEST_F(TcpRtoTest, SynAckRetransmitsFollowThePassiveInitialRto) {
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0);
 }
 
+// On a host where flow labels are opt-in (net.ipv6.auto_flowlabels=2), the program turns them
+// on for the sockets it handles: the SYNs carry a non-zero label, and without it they carry 0.
+int first_syn_label(bool expect_label) {
+    if (!make_network() || std::system("sysctl -q -w net.ipv6.auto_flowlabels=2 >/dev/null") != 0) {
+        return 90;
+    }
+    capture cap("v0");
+    attempt a = syns_to(cap, AF_INET6, "fd00:1::7777:0:9", 81, 100);
+    if (a.syns.empty()) {
+        return report("opt-in labels", "SYNs seen", 0, 1);
+    }
+    if ((a.syns[0].flowlabel != 0) != expect_label) {
+        return report("opt-in labels", "flow label of the first SYN", a.syns[0].flowlabel,
+                      expect_label ? -1 : 0);
+    }
+    return 0;
+}
+
+TEST_F(TcpRtoTest, FlowLabelsAreTurnedOnWhereTheHostLeavesThemOff) {
+    EXPECT_EQ(run_in_cgroup(cg_, [] { return first_syn_label(false); }), 0)
+        << "without the program, opt-in means no label";
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    EXPECT_EQ(run_in_cgroup(cg_, [] { return first_syn_label(true); }), 0);
+}
+
 TEST_F(TcpRtoTest, WithoutTheProgramTheKernelDefaultsHold) {
     auto scenario = [] {
         if (!make_network()) {
