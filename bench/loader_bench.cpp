@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench_stats.hpp"
 #include "ebpf/btf/btf.hpp"
 #include "ebpf/collection.hpp"
 #include "ebpf/core/candidate_cache.hpp"
@@ -596,26 +597,8 @@ class RecordingReporter : public benchmark::BenchmarkReporter {
     std::vector<std::vector<Samples>>& out_;
 };
 
-double median(std::vector<double> v) {
-    if (v.empty()) {
-        return 0;
-    }
-    std::sort(v.begin(), v.end());
-    size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-// Returns the median over rounds of a[r] / b[r]: each round's two runs ran close together in
-// time, so the pairing cancels the slow drift of a shared machine's speed.
-double paired_ratio(const std::vector<double>& a, const std::vector<double>& b) {
-    std::vector<double> r;
-    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-        if (b[i] > 0) {
-            r.push_back(a[i] / b[i]);
-        }
-    }
-    return median(std::move(r));
-}
+using bench::median;
+using bench::paired_ratio;
 
 std::string ms(const std::vector<double>& v) {
     if (v.empty()) {
