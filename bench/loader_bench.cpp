@@ -556,46 +556,8 @@ void run_op(benchmark::State& state, const Op& op, heap h) {
     }
 }
 
-struct Slot {
-    size_t case_index;
-    size_t variant_index;
-};
-
-struct Samples {
-    std::vector<double> cpu_ms, real_ms;  // per operation, one per run
-};
-
-class RecordingReporter : public benchmark::BenchmarkReporter {
-  public:
-    RecordingReporter(std::map<std::string, Slot> slots, std::vector<std::vector<Samples>>& out)
-        : display_(benchmark::CreateDefaultDisplayReporter()),
-          slots_(std::move(slots)),
-          out_(out) {}
-
-    bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& r : runs) {
-            if (r.run_type != Run::RT_Iteration || r.error_occurred) {
-                continue;
-            }
-            auto it = slots_.find(r.run_name.function_name);
-            if (it == slots_.end()) {
-                continue;
-            }
-            // The runs are registered in microseconds.
-            Samples& s = out_[it->second.case_index][it->second.variant_index];
-            s.cpu_ms.push_back(r.GetAdjustedCPUTime() / 1e3);
-            s.real_ms.push_back(r.GetAdjustedRealTime() / 1e3);
-        }
-        display_->ReportRuns(runs);
-    }
-    void Finalize() override { display_->Finalize(); }
-
-  private:
-    std::unique_ptr<benchmark::BenchmarkReporter> display_;
-    std::map<std::string, Slot> slots_;
-    std::vector<std::vector<Samples>>& out_;
-};
+using Slot = bench::slot;
+using Samples = bench::samples;  // times per operation in ms
 
 using bench::median;
 using bench::paired_ratio;
@@ -637,7 +599,7 @@ struct Summary {
     const Samples& libbpf(size_t c) const { return s[c][1]; }
     bool ran(size_t c) const {
         for (const auto& v : s[c]) {
-            if (!v.cpu_ms.empty()) {
+            if (!v.cpu.empty()) {
                 return true;
             }
         }
@@ -656,10 +618,10 @@ struct Summary {
     }
     void comparison_row(size_t c, const std::string& label, const std::string& verdict) const {
         std::printf("%-34s %5s %8s %8s %8s %8s %11s %7s  %s\n", label.c_str(),
-                    heap_name(cases[c].h), ms(ours(c).cpu_ms).c_str(), ms(libbpf(c).cpu_ms).c_str(),
-                    ms(ours(c).real_ms).c_str(), ms(libbpf(c).real_ms).c_str(),
-                    ratio(libbpf(c).cpu_ms, ours(c).cpu_ms).c_str(),
-                    ratio(libbpf(c).real_ms, ours(c).real_ms).c_str(), verdict.c_str());
+                    heap_name(cases[c].h), ms(ours(c).cpu).c_str(), ms(libbpf(c).cpu).c_str(),
+                    ms(ours(c).real).c_str(), ms(libbpf(c).real).c_str(),
+                    ratio(libbpf(c).cpu, ours(c).cpu).c_str(),
+                    ratio(libbpf(c).real, ours(c).real).c_str(), verdict.c_str());
     }
     const Object* object(const std::string& name) const {
         for (const auto& o : objects) {
@@ -711,11 +673,11 @@ struct Summary {
                 continue;
             }
             std::string v = "-";
-            if (cases[c].name == kBtfTargetCase && !ours(c).cpu_ms.empty()) {
-                v = verdict(median(ours(c).cpu_ms) <= kBtfLimitMs,
+            if (cases[c].name == kBtfTargetCase && !ours(c).cpu.empty()) {
+                v = verdict(median(ours(c).cpu) <= kBtfLimitMs,
                             "vmlinux read + parse + index, ours <= 3 ms (" +
-                                std::string(heap_name(cases[c].h)) +
-                                " heap): " + ms(ours(c).cpu_ms) + " ms");
+                                std::string(heap_name(cases[c].h)) + " heap): " + ms(ours(c).cpu) +
+                                " ms");
             }
             comparison_row(c, cases[c].name, v);
         }
@@ -741,8 +703,8 @@ struct Summary {
             }
             std::string v = "-";
             if (cases[c].target) {
-                const bool both = !ours(c).cpu_ms.empty() && !libbpf(c).cpu_ms.empty();
-                const double r = both ? paired_ratio(libbpf(c).cpu_ms, ours(c).cpu_ms) : 0;
+                const bool both = !ours(c).cpu.empty() && !libbpf(c).cpu.empty();
+                const double r = both ? paired_ratio(libbpf(c).cpu, ours(c).cpu) : 0;
                 char buf[32];
                 std::snprintf(buf, sizeof buf, "%.2fx", r);
                 v = verdict(r >= kLoadSpeedup, "load " + cases[c].name + ", libbpf/ours >= 4x (" +
@@ -761,14 +723,14 @@ struct Summary {
         size_t l, b;
         for (const auto& o : objects) {
             if (o.target && find(group::load, o.name, heap::fresh, &l) &&
-                find(group::btf, kBtfTargetCase, heap::fresh, &b) && !ours(l).cpu_ms.empty() &&
-                !libbpf(l).cpu_ms.empty()) {
-                const double first = median(ours(l).cpu_ms) + median(ours(b).cpu_ms);
+                find(group::btf, kBtfTargetCase, heap::fresh, &b) && !ours(l).cpu.empty() &&
+                !libbpf(l).cpu.empty()) {
+                const double first = median(ours(l).cpu) + median(ours(b).cpu);
                 std::printf(
                     "  ours, load + vmlinux read + parse + index (fresh), medians added: %.2f ms "
                     "CPU\n  (the candidate index counted twice)\n"
                     "  libbpf, load (fresh), median: %.2f ms CPU; libbpf/ours %.2fx\n",
-                    first, median(libbpf(l).cpu_ms), median(libbpf(l).cpu_ms) / first);
+                    first, median(libbpf(l).cpu), median(libbpf(l).cpu) / first);
             }
         }
 
@@ -777,7 +739,7 @@ struct Summary {
         for (size_t c = 0; c < cases.size(); ++c) {
             if (cases[c].g == group::part && ran(c)) {
                 std::printf("%-52s %5s %8s %8s\n", cases[c].name.c_str(), heap_name(cases[c].h),
-                            ms(ours(c).cpu_ms).c_str(), ms(ours(c).real_ms).c_str());
+                            ms(ours(c).cpu).c_str(), ms(ours(c).real).c_str());
             }
         }
     }
@@ -864,14 +826,14 @@ int main(int argc, char** argv) {
     for (size_t c = 0; c < cases.size(); ++c) {
         samples[c].resize(cases[c].variants.size());
     }
-    RecordingReporter reporter(std::move(slots), samples);
+    bench::recording_reporter reporter(std::move(slots), samples, 1e3);
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
 
     bool any = false;
     for (const auto& c : samples) {
         for (const auto& v : c) {
-            any = any || !v.cpu_ms.empty();
+            any = any || !v.cpu.empty();
         }
     }
     if (!any) {

@@ -443,56 +443,19 @@ std::vector<Case> make_cases(Fixture& f, Views& v) {
 // ---------------------------------------------------------------------------------------------
 // Collecting the runs: a display reporter that also records every run's time per operation.
 
-struct Slot {
-    size_t case_index;
-    size_t variant_index;
-};
-
-struct Samples {
-    std::vector<double> cpu_ns, real_ns;  // per operation, one per run
-};
-
-class RecordingReporter : public benchmark::BenchmarkReporter {
-  public:
-    RecordingReporter(std::map<std::string, Slot> slots, std::vector<std::vector<Samples>>& out)
-        : display_(benchmark::CreateDefaultDisplayReporter()),
-          slots_(std::move(slots)),
-          out_(out) {}
-
-    bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
-    void ReportRuns(const std::vector<Run>& runs) override {
-        for (const Run& r : runs) {
-            if (r.run_type != Run::RT_Iteration || r.error_occurred) {
-                continue;
-            }
-            auto it = slots_.find(r.run_name.function_name);
-            if (it == slots_.end()) {
-                continue;
-            }
-            Samples& s = out_[it->second.case_index][it->second.variant_index];
-            s.cpu_ns.push_back(r.GetAdjustedCPUTime());
-            s.real_ns.push_back(r.GetAdjustedRealTime());
-        }
-        display_->ReportRuns(runs);
-    }
-    void Finalize() override { display_->Finalize(); }
-
-  private:
-    std::unique_ptr<benchmark::BenchmarkReporter> display_;
-    std::map<std::string, Slot> slots_;
-    std::vector<std::vector<Samples>>& out_;
-};
+using Slot = bench::slot;
+using Samples = bench::samples;  // times per operation in ns
 
 using bench::median;
 using bench::paired_ratio;
 
 // Formats a median per element ("-" when nothing ran).
 std::string ns(const Samples& s, int64_t items_per_op) {
-    if (s.cpu_ns.empty()) {
+    if (s.cpu.empty()) {
         return "-";
     }
     char buf[32];
-    const double t = median(s.cpu_ns) / double(items_per_op);
+    const double t = median(s.cpu) / double(items_per_op);
     std::snprintf(buf, sizeof buf, t < 10 ? "%.2f" : "%.1f", t);
     return buf;
 }
@@ -524,15 +487,15 @@ void print_summary(const std::vector<Case>& cases, const std::vector<std::vector
         const auto& sys = s[c][1];
         const auto& typed = s[c][2];
         const char* verdict = "-";
-        if (!raw.cpu_ns.empty() && !typed.cpu_ns.empty()) {
-            bool pass = paired_ratio(typed.cpu_ns, raw.cpu_ns) <= kLimit;
+        if (!raw.cpu.empty() && !typed.cpu.empty()) {
+            bool pass = paired_ratio(typed.cpu, raw.cpu) <= kLimit;
             verdict = pass ? "PASS" : "FAIL";
             failed += !pass;
         }
         std::printf("%-22s %9s %9s %9s %8s %10s %11s  %s\n", cases[c].name.c_str(),
                     ns(raw, 1).c_str(), ns(sys, 1).c_str(), ns(typed, 1).c_str(),
-                    ratio(sys.cpu_ns, raw.cpu_ns).c_str(), ratio(typed.cpu_ns, raw.cpu_ns).c_str(),
-                    ratio(typed.real_ns, raw.real_ns).c_str(), verdict);
+                    ratio(sys.cpu, raw.cpu).c_str(), ratio(typed.cpu, raw.cpu).c_str(),
+                    ratio(typed.real, raw.real).c_str(), verdict);
     }
 
     std::printf("\nBatch update of %u keys against %u single raw updates, ns per element:\n\n",
@@ -545,7 +508,7 @@ void print_summary(const std::vector<Case>& cases, const std::vector<std::vector
         std::printf("%-22s %9s %9s %13s\n", cases[c].name.c_str(),
                     ns(s[c][0], cases[c].items_per_op).c_str(),
                     ns(s[c][1], cases[c].items_per_op).c_str(),
-                    ratio(s[c][1].cpu_ns, s[c][0].cpu_ns).c_str());
+                    ratio(s[c][1].cpu, s[c][0].cpu).c_str());
     }
 
     std::printf("\nOne element of a BPF_F_MMAPABLE array, ns per write:\n\n");
@@ -555,7 +518,7 @@ void print_summary(const std::vector<Case>& cases, const std::vector<std::vector
             continue;
         }
         std::printf("%-22s %9s %9s %13s\n", cases[c].name.c_str(), ns(s[c][0], 1).c_str(),
-                    ns(s[c][1], 1).c_str(), ratio(s[c][0].cpu_ns, s[c][1].cpu_ns, "%.0fx").c_str());
+                    ns(s[c][1], 1).c_str(), ratio(s[c][0].cpu, s[c][1].cpu, "%.0fx").c_str());
     }
     std::printf("\n%s\n", failed ? "FAIL: typed/raw is above the limit in some case"
                                  : "typed/raw within the limit wherever it ran");
@@ -599,7 +562,7 @@ int main(int argc, char** argv) {
     for (size_t c = 0; c < cases.size(); ++c) {
         samples[c].resize(cases[c].variants.size());
     }
-    RecordingReporter reporter(std::move(slots), samples);
+    bench::recording_reporter reporter(std::move(slots), samples);
     benchmark::RunSpecifiedBenchmarks(&reporter);
     benchmark::Shutdown();
 
@@ -607,7 +570,7 @@ int main(int argc, char** argv) {
     bool any = false;
     for (const auto& c : samples) {
         for (const auto& v : c) {
-            any = any || !v.cpu_ns.empty();
+            any = any || !v.cpu.empty();
         }
     }
     if (any) {
