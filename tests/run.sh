@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libelf-dev zlib1g-dev linux-libc-dev libgtest-dev
-          libcli11-dev nlohmann-json3-dev clang-14
+          libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libboost-dev libzstd-dev clang-14
           libbenchmark-dev libbpf-dev bpftool iproute2)
 missing=()
 for p in "${packages[@]}"; do
