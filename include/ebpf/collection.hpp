@@ -39,6 +39,10 @@ struct collection_options {
     bool load_programs = true;
     // Keep going when a program fails: the collection holds the others and the failures.
     bool allow_partial = false;
+    // Existing maps to use instead of creating the spec's map of the same name (e.g. counters
+    // that must continue across a reload). Each must match the spec (type, sizes, max_entries,
+    // flags), else load fails naming the difference. The collection holds its own reference.
+    std::map<std::string, const ebpf::map*> replace_maps = {};
 };
 
 // A map or program that failed, with why.
@@ -248,6 +252,14 @@ class detail_loader {
             inner = std::move(*in);
         }
         const map_options o = options_of(spec, spec.inner ? inner.fd() : -1);
+        if (auto r = o_.replace_maps.find(spec.name); r != o_.replace_maps.end() && r->second) {
+            EBPF_TRY_CTX(r->second->check(o), "replace map " + spec.name);
+            auto dup = fd::duplicate(r->second->fd());
+            if (!dup) {
+                return std::move(dup).error().context("replace map " + spec.name);
+            }
+            return ebpf::map::from_fd(std::move(*dup));
+        }
         if (spec.pinning == pin_by_name) {
             const std::string path = o_.pin_path + "/" + spec.name;
             struct stat st;

@@ -177,6 +177,31 @@ TEST_F(LoaderTest, MapsPinnedByNameAreReusedAfterACompatibilityCheck) {
         << clash.error().message();
 }
 
+TEST_F(LoaderTest, ReplacedMapsAreSharedWithTheNewCollection) {
+    auto spec = open_spec();
+    auto first = collection::load(spec);
+    ASSERT_OK(first);
+    auto before = hash<uint32_t, uint64_t>::view(*first->map("counters"));
+    ASSERT_OK(before);
+    ASSERT_OK(before->update(50, 7));
+    collection_options o;
+    o.replace_maps["counters"] = first->map("counters");
+    auto second = collection::load(spec, o);
+    ASSERT_OK(second);
+    EXPECT_EQ(run(*second, "counting"), 8) << "the new program counts on in the old map";
+    auto h = hash<uint32_t, uint64_t>::view(*first->map("counters"));
+    EXPECT_EQ(h->lookup(50)->value_or(0), 8u);
+    EXPECT_NE(first->map("legacy")->fd(), second->map("legacy")->fd());
+    // A map that disagrees with the spec is refused, naming the difference.
+    spec.map("counters")->max_entries = 32;
+    auto clash = collection::load(spec, o);
+    ASSERT_FALSE(clash);
+    EXPECT_NE(clash.error().message().find("replace map counters"), std::string::npos)
+        << clash.error().message();
+    EXPECT_NE(clash.error().message().find("max_entries 16, expected 32"), std::string::npos)
+        << clash.error().message();
+}
+
 TEST_F(LoaderTest, OneFailingProgramDoesNotHideTheOthers) {
     auto spec = open_spec();
     // Break one program: a jump out of bounds.
