@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make pkg-config libelf-dev zlib1g-dev linux-libc-dev libgtest-dev
           libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libboost-dev libzstd-dev clang-14
-          libbenchmark-dev libbpf-dev bpftool iproute2)
+          libbenchmark-dev libbpf-dev bpftool iproute2 python3 python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
