@@ -67,6 +67,40 @@ static __always_inline void policy_peer_of(struct bpf_sock_ops* s, struct policy
     }
 }
 
+/* What the rule loop needs, copied from the caller (the callback sees it through its ctx). */
+struct policy_match {
+    __u32 net_type;
+    __u32 dc;
+    __u32 same_dc;
+    __u32 remote_sets;
+    __u32 local_sets;
+    __u32 rule_count;
+    __s32 found; /* the first matching rule, or -1 */
+};
+
+/* One rule of the loop: 1 stops it (a match, or past the rules in use), 0 goes on. Run by
+ * bpf_loop, so the verifier checks it once instead of once per rule per call site. */
+static long policy_match_rule(__u32 i, struct policy_match* m) {
+    if (i >= m->rule_count)
+        return 1;
+    __u32 idx = i;
+    struct policy_rule* r = bpf_map_lookup_elem(&rules, &idx);
+    if (!r)
+        return 1;
+    if (r->net_type && r->net_type != m->net_type)
+        return 0;
+    if (r->scope == POLICY_SCOPE_SAME_DC && !m->same_dc)
+        return 0;
+    if (r->scope == POLICY_SCOPE_CROSS_DC && (m->same_dc || m->dc == 0))
+        return 0;
+    if (r->set_side == POLICY_SET_REMOTE && !(m->remote_sets & (1u << (r->set_id & 31))))
+        return 0;
+    if (r->set_side == POLICY_SET_LOCAL && !(m->local_sets & (1u << (r->set_id & 31))))
+        return 0;
+    m->found = (__s32)i;
+    return 1;
+}
+
 /* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
  * (zeroes when the peer is in none). */
 static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
@@ -74,7 +108,7 @@ static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
                                                          struct policy_network* net) {
     __u32 zero = 0;
     struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
-    if (!cfg)
+    if (!cfg || cfg->rule_count == 0)
         return 0;
     policy_peer_of(s, peer);
     struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
@@ -82,34 +116,24 @@ static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
         *net = *found;
     else
         __builtin_memset(net, 0, sizeof(*net));
-    __u32 remote_sets = 0, local_sets = 0;
-    __u32* m = bpf_map_lookup_elem(&project_sets, &peer->remote_project);
-    if (m && peer->remote_project)
-        remote_sets = *m;
-    m = bpf_map_lookup_elem(&project_sets, &peer->local_project);
-    if (m && peer->local_project)
-        local_sets = *m;
-    const int same_dc = net->dc != 0 && net->dc == cfg->local_dc;
-    for (__u32 i = 0; i < POLICY_MAX_RULES; i++) {
-        if (i >= cfg->rule_count)
-            break;
-        __u32 idx = i;
-        struct policy_rule* r = bpf_map_lookup_elem(&rules, &idx);
-        if (!r)
-            break;
-        if (r->net_type && r->net_type != net->net_type)
-            continue;
-        if (r->scope == POLICY_SCOPE_SAME_DC && !same_dc)
-            continue;
-        if (r->scope == POLICY_SCOPE_CROSS_DC && (same_dc || net->dc == 0))
-            continue;
-        if (r->set_side == POLICY_SET_REMOTE && !(remote_sets & (1u << (r->set_id & 31))))
-            continue;
-        if (r->set_side == POLICY_SET_LOCAL && !(local_sets & (1u << (r->set_id & 31))))
-            continue;
-        return r;
-    }
-    return 0;
+    struct policy_match m = {
+        .net_type = net->net_type,
+        .dc = net->dc,
+        .same_dc = net->dc != 0 && net->dc == cfg->local_dc,
+        .rule_count = cfg->rule_count,
+        .found = -1,
+    };
+    __u32* sets = bpf_map_lookup_elem(&project_sets, &peer->remote_project);
+    if (sets && peer->remote_project)
+        m.remote_sets = *sets;
+    sets = bpf_map_lookup_elem(&project_sets, &peer->local_project);
+    if (sets && peer->local_project)
+        m.local_sets = *sets;
+    bpf_loop(POLICY_MAX_RULES, policy_match_rule, &m, 0);
+    if (m.found < 0)
+        return 0;
+    __u32 idx = (__u32)m.found;
+    return bpf_map_lookup_elem(&rules, &idx);
 }
 
 #endif
