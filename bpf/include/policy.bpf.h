@@ -22,6 +22,7 @@ struct {
     __type(key, __u32);
     __type(value, __u32);
     __uint(max_entries, 65536);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
 } project_sets SEC(".maps");
 
 struct {
@@ -101,15 +102,17 @@ static long policy_match_rule(__u32 i, struct policy_match* m) {
     return 1;
 }
 
-/* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
- * (zeroes when the peer is in none). */
-static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
-                                                         struct policy_peer* peer,
-                                                         struct policy_network* net) {
+/* Fills `peer` and `net` and returns the index of the rule that decides for this peer, or -1
+ * when none matches (`net` is zeroes when the peer is in no network). A global function: the
+ * verifier checks it once per program, not once per call site. */
+__attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct policy_peer* peer,
+                                                  struct policy_network* net) {
     __u32 zero = 0;
+    if (!s || !peer || !net)
+        return -1;
     struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
     if (!cfg || cfg->rule_count == 0)
-        return 0;
+        return -1;
     policy_peer_of(s, peer);
     struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
     if (found)
@@ -130,9 +133,20 @@ static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
     if (sets && peer->local_project)
         m.local_sets = *sets;
     bpf_loop(POLICY_MAX_RULES, policy_match_rule, &m, 0);
-    if (m.found < 0)
+    return m.found;
+}
+
+/* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
+ * (zeroes when the peer is in none). */
+static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
+                                                         struct policy_peer* peer,
+                                                         struct policy_network* net) {
+    __builtin_memset(peer, 0, sizeof(*peer));
+    __builtin_memset(net, 0, sizeof(*net));
+    int i = policy_decide_index(s, peer, net);
+    if (i < 0)
         return 0;
-    __u32 idx = (__u32)m.found;
+    __u32 idx = (__u32)i;
     return bpf_map_lookup_elem(&rules, &idx);
 }
 
