@@ -66,6 +66,20 @@ struct {
     __type(value, struct net_stat_prefix_lens);
 } network_lens SEC(".maps");
 
+/* The last peer each socket talked to and its network: a connected socket's packets skip the
+ * prefix probes. A reload loads a new map, so no entry outlives the networks it came from. */
+struct peer_cache_entry {
+    __u64 hi, lo; /* the peer's address (network order; IPv4 v4-mapped) */
+    __u32 dc, net_type;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct peer_cache_entry);
+} peer_cache SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, NET_STAT_ERR_MAX);
@@ -196,24 +210,52 @@ static __always_inline int load(struct __sk_buff* skb, __u32 off, void* to, __u3
  * be read or no network holds the address. */
 static __always_inline void find_peer(struct __sk_buff* skb, int egress,
                                       struct net_stat_dc_key* key) {
-    __u32 zero = 0;
-    struct net_stat_prefix_lens* lens = bpf_map_lookup_elem(&network_lens, &zero);
-    if (!lens) {
-        return;
-    }
     __u8 addr[16] = {};
+    int v6;
     if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-        if (!lens->v6_count || load(skb, egress ? IPV6_DADDR : IPV6_SADDR, addr, 16) < 0) {
+        if (load(skb, egress ? IPV6_DADDR : IPV6_SADDR, addr, 16) < 0)
             return;
-        }
-        longest_match(addr, lens->v6, lens->v6_count, key);
+        v6 = 1;
     } else if (skb->protocol == bpf_htons(ETH_P_IP)) {
         addr[10] = 0xff;
         addr[11] = 0xff;
-        if (!lens->v4_count || load(skb, egress ? IPV4_DADDR : IPV4_SADDR, &addr[12], 4) < 0) {
+        if (load(skb, egress ? IPV4_DADDR : IPV4_SADDR, &addr[12], 4) < 0)
+            return;
+        v6 = 0;
+    } else {
+        return;
+    }
+    __u64 hi, lo;
+    __builtin_memcpy(&hi, addr, 8);
+    __builtin_memcpy(&lo, addr + 8, 8);
+    struct peer_cache_entry* cached = 0;
+    struct bpf_sock* sk = skb->sk;
+    if (sk)
+        sk = bpf_sk_fullsock(sk);
+    if (sk) {
+        cached = bpf_sk_storage_get(&peer_cache, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (cached && cached->hi == hi && cached->lo == lo) {
+            key->dc = cached->dc;
+            key->net_type = cached->net_type;
             return;
         }
+    }
+    __u32 zero = 0;
+    struct net_stat_prefix_lens* lens = bpf_map_lookup_elem(&network_lens, &zero);
+    if (!lens)
+        return;
+    if (v6) {
+        if (lens->v6_count)
+            longest_match(addr, lens->v6, lens->v6_count, key);
+    } else if (lens->v4_count) {
         longest_match(addr, lens->v4, lens->v4_count, key);
+    }
+    if (cached) {
+        /* A fresh entry is zeroes, which no peer is (:: is never a packet's address). */
+        cached->hi = hi;
+        cached->lo = lo;
+        cached->dc = key->dc;
+        cached->net_type = key->net_type;
     }
 }
 

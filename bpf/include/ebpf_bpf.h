@@ -56,6 +56,8 @@ static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size,
 static long (*bpf_trace_printk)(const char *fmt, __u32 fmt_size, ...) = (void *)BPF_FUNC_trace_printk;
 static void *(*bpf_get_local_storage)(void *map, __u64 flags) = (void *)BPF_FUNC_get_local_storage;
 static struct bpf_sock *(*bpf_sk_fullsock)(struct bpf_sock *sk) = (void *)BPF_FUNC_sk_fullsock;
+static void *(*bpf_sk_storage_get)(void *map, void *sk, void *value,
+                                   __u64 flags) = (void *)BPF_FUNC_sk_storage_get;
 static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx,
                         __u64 flags) = (void *)BPF_FUNC_loop;
 

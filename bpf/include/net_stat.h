@@ -30,7 +30,11 @@
  *   longest-length network (one probe); +149 ns for a peer in no network (a probe per length
  *   in use: markers for a binary search over the lengths would cut that).
  *   Update order keeps lookups consistent: add a network before its length, and remove a
- *   length before its last network.
+ *   length before its last network. The dc programs remember each socket's last peer and its
+ *   network (an SK_STORAGE map, peer_cache): changing the networks of a loaded collection
+ *   leaves connected sockets on their old answer, so the agent loads a new collection with the
+ *   new table (and the same counter maps) instead. Measured with the cache: +68 ns for a known
+ *   and for an unknown peer alike.
  * NET_STAT_MAP_ERRORS: BPF_MAP_TYPE_PERCPU_ARRAY, __u32 index (enum net_stat_error) ->
  *   struct net_stat_value. Traffic that could not be counted because a counter map was full:
  *   never lost silently.
