@@ -39,6 +39,22 @@ struct {
     __uint(max_entries, 1);
 } config SEC(".maps");
 
+/* Each socket's decision, so that the callbacks after the first (and the other sock_ops
+ * program, when the agent gives both objects the same policy maps) skip the lookups. Keyed by
+ * the peer's address too: a socket that connects again elsewhere decides again. */
+struct policy_cache_entry {
+    __u8 addr[16];
+    __s32 rule; /* the deciding rule's index, or -1 */
+    struct policy_network net;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct policy_cache_entry);
+} policy_cache SEC(".maps");
+
 /* The peer as the policy sees it. */
 struct policy_peer {
     struct policy_key key; /* full-length: /128, IPv4 as v4-mapped */
@@ -137,13 +153,32 @@ __attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct
 }
 
 /* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
- * (zeroes when the peer is in none). */
+ * (zeroes when the peer is in none). A full socket remembers the answer (policy_cache). */
 static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
                                                          struct policy_peer* peer,
                                                          struct policy_network* net) {
-    __builtin_memset(peer, 0, sizeof(*peer));
-    __builtin_memset(net, 0, sizeof(*net));
-    int i = policy_decide_index(s, peer, net);
+    struct policy_cache_entry* c = 0;
+    struct bpf_sock* sk = s->sk;
+    int i;
+    policy_peer_of(s, peer);
+    if (sk)
+        c = bpf_sk_storage_get(&policy_cache, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    const __u32* want = (const __u32*)peer->key.addr;
+    const __u32* have = c ? (const __u32*)c->addr : 0;
+    if (have && have[0] == want[0] && have[1] == want[1] && have[2] == want[2] &&
+        have[3] == want[3]) {
+        /* A fresh entry is zeroes: :: is no peer, so it never matches by accident. */
+        *net = c->net;
+        i = c->rule;
+    } else {
+        __builtin_memset(net, 0, sizeof(*net));
+        i = policy_decide_index(s, peer, net);
+        if (c) {
+            __builtin_memcpy(c->addr, peer->key.addr, 16);
+            c->rule = i;
+            c->net = *net;
+        }
+    }
     if (i < 0)
         return 0;
     __u32 idx = (__u32)i;
