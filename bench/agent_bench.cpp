@@ -1,0 +1,356 @@
+// The cost of one /metrics scrape at 10,000 cgroups x 8 datacenters (80,000 series, four
+// families): rendering from synthetic rows (roll-up included), reading net_stat's four counter
+// maps filled to that size (PERCPU_HASH, created here; no programs), and the whole scrape from
+// the maps to the page. Also a walk of a 10,000-directory tree, the cost of resolving cgroup
+// names when new ids show up. Needs root (BPF maps). Target: <= 50 ms per scrape.
+//
+// Every case runs kRounds times, interleaved; the summary gives the median wall time of each.
+
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../bpf/include/net_stat.h"
+#include "bench_stats.hpp"
+#include "cgroup_names.hpp"
+#include "ebpf/map.hpp"
+#include "metrics.hpp"
+
+namespace {
+
+constexpr uint32_t kCgroups = 10000;
+constexpr uint32_t kDcs = 8;
+constexpr int kRounds = 15;
+constexpr double kTargetMs = 50;
+
+template <class T>
+T must(ebpf::result<T> r, const char* what) {
+    if (!r) {
+        std::fprintf(stderr, "%s: %s\n", what, r.error().full_message().c_str());
+        std::exit(1);
+    }
+    return std::move(*r);
+}
+
+// Kubernetes-like paths, four levels deep, one container per pod: at depth 3 each cgroup is a
+// label of its own (the worst case for the page's size).
+std::string path_of(uint32_t i) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "/kubepods.slice/kubepods-burstable.slice/"
+                  "kubepods-burstable-pod%08x_1b2c_4d5e_8f90_%012x.slice/"
+                  "cri-containerd-%016x%016x.scope",
+                  i, i * 2654435761u, i * 40503u, i);
+    return buf;
+}
+
+// Short systemd-like paths: "/system.slice/service-1234.service".
+std::string short_path_of(uint32_t i) {
+    return "/system.slice/service-" + std::to_string(i) + ".service";
+}
+
+struct fixture {
+    std::unordered_map<uint64_t, std::string> paths;  // cgroup id -> path
+    std::unordered_map<uint64_t, std::string> short_paths;
+    std::vector<agent::traffic_row> rows;
+    std::vector<std::string> dcs, nets;
+    agent::self_state self;
+    ebpf::map tx, rx, dc_tx, dc_rx, errors;
+
+    agent::cgroup_path resolve(uint64_t id) const {
+        auto it = paths.find(id);
+        return {it == paths.end() ? nullptr : &it->second, false};
+    }
+    agent::cgroup_path resolve_short(uint64_t id) const {
+        auto it = short_paths.find(id);
+        return {it == short_paths.end() ? nullptr : &it->second, false};
+    }
+};
+
+fixture make_fixture() {
+    fixture f;
+    f.dcs = {"other", "ams1", "fra1", "sas", "vla", "man", "iva", "myt"};
+    f.nets = {"other", "backbone", "fastbone"};
+    f.self.version = "0.1.0";
+    f.self.revision = "bench";
+    f.self.local_dc = "fra1";
+    f.self.config_hash = "0123456789ab";
+    f.self.last_reload_ok = true;
+    for (uint32_t i = 0; i < kCgroups; ++i) {
+        const uint64_t id = 100000 + i;
+        f.paths.emplace(id, path_of(i));
+        f.short_paths.emplace(id, short_path_of(i));
+        for (uint32_t dc = 0; dc < kDcs; ++dc) {
+            agent::traffic_row r;
+            r.cgroup_id = id;
+            r.dc = dc;
+            r.net_type = 1 + dc % 2;
+            r.rx_bytes = uint64_t(i) * 1000003 + dc * 7919;
+            r.rx_packets = r.rx_bytes / 1400;
+            r.tx_bytes = uint64_t(i) * 999983 + dc * 104729;
+            r.tx_packets = r.tx_bytes / 1400;
+            f.rows.push_back(r);
+        }
+    }
+
+    auto create = [](uint32_t type, uint32_t key_size, uint32_t max_entries, const char* name) {
+        return must(
+            ebpf::map::create(
+                {.type = type,
+                 .key_size = key_size,
+                 .value_size = sizeof(net_stat_value),
+                 .max_entries = max_entries,
+                 // As bpf/net_stat.bpf.c declares the counter hashes.
+                 .flags = type == BPF_MAP_TYPE_PERCPU_HASH ? uint32_t(BPF_F_NO_PREALLOC) : 0u,
+                 .name = name}),
+            name);
+    };
+    const uint32_t entries = kCgroups * kDcs;
+    f.dc_tx = create(BPF_MAP_TYPE_PERCPU_HASH, 16, entries + entries / 4, NET_STAT_MAP_DC_TX);
+    f.dc_rx = create(BPF_MAP_TYPE_PERCPU_HASH, 16, entries + entries / 4, NET_STAT_MAP_DC_RX);
+    f.tx = create(BPF_MAP_TYPE_PERCPU_HASH, 8, kCgroups + kCgroups / 4, NET_STAT_MAP_TX);
+    f.rx = create(BPF_MAP_TYPE_PERCPU_HASH, 8, kCgroups + kCgroups / 4, NET_STAT_MAP_RX);
+    f.errors = create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, NET_STAT_ERR_MAX, NET_STAT_MAP_ERRORS);
+
+    const uint32_t cpus = must(ebpf::possible_cpus(), "possible CPUs");
+    std::vector<net_stat_dc_key> dc_keys;
+    std::vector<net_stat_value> rx_values, tx_values;
+    for (const agent::traffic_row& r : f.rows) {
+        dc_keys.push_back({r.cgroup_id, r.dc, r.net_type});
+        for (uint32_t c = 0; c < cpus; ++c) {
+            rx_values.push_back({r.rx_bytes / cpus, r.rx_packets / cpus});
+            tx_values.push_back({r.tx_bytes / cpus, r.tx_packets / cpus});
+        }
+    }
+    must(f.dc_rx.update_batch(dc_keys.data(), rx_values.data(), entries), "fill stat_dc_rx");
+    must(f.dc_tx.update_batch(dc_keys.data(), tx_values.data(), entries), "fill stat_dc_tx");
+    std::vector<net_stat_key> keys;
+    std::vector<net_stat_value> values;
+    for (uint32_t i = 0; i < kCgroups; ++i) {
+        keys.push_back({100000 + uint64_t(i)});
+        for (uint32_t c = 0; c < cpus; ++c) {
+            values.push_back({1000, 1});
+        }
+    }
+    must(f.tx.update_batch(keys.data(), values.data(), kCgroups), "fill stat_tx");
+    must(f.rx.update_batch(keys.data(), values.data(), kCgroups), "fill stat_rx");
+    return f;
+}
+
+// A tree of kCgroups directories shaped like the paths above, for the walk.
+class temp_tree {
+  public:
+    temp_tree() {
+        char tmpl[] = "/tmp/agent-bench-XXXXXX";
+        if (!::mkdtemp(tmpl)) {
+            return;
+        }
+        root_ = tmpl;
+        ::mkdir((root_ + "/kubepods.slice").c_str(), 0755);
+        ::mkdir((root_ + "/kubepods.slice/kubepods-burstable.slice").c_str(), 0755);
+        for (uint32_t i = 0; i < kCgroups / 2; ++i) {
+            std::string p = path_of(i);
+            p.resize(p.rfind('/'));
+            ::mkdir((root_ + p).c_str(), 0755);
+            ::mkdir((root_ + path_of(i)).c_str(), 0755);
+        }
+    }
+    ~temp_tree() {
+        if (!root_.empty()) {
+            std::system(("rm -rf " + root_).c_str());
+        }
+    }
+    const std::string& root() const { return root_; }
+
+  private:
+    std::string root_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
+        return 1;
+    }
+    fixture f = make_fixture();
+    auto resolve = [&f](uint64_t id) {
+        return f.resolve(id);
+    };
+    auto resolve_short = [&f](uint64_t id) {
+        return f.resolve_short(id);
+    };
+    const agent::rollup_options opts{.cgroup_depth = 3, .max_cgroups = kCgroups};
+    agent::counter_maps maps{&f.tx, &f.rx, &f.dc_tx, &f.dc_rx, &f.errors};
+    temp_tree tree;
+
+    size_t page_bytes = 0, short_page_bytes = 0, series = 0;
+    struct bench_case {
+        std::string name;
+        std::function<void(benchmark::State&)> fn;
+    };
+    std::vector<bench_case> cases = {
+        // Synthetic rows: roll-up (fold) and the whole page.
+        {"render_10000x8",
+         [&](benchmark::State& st) {
+             agent::cgroup_rollup rollup(opts);
+             std::string page;
+             for (auto _ : st) {
+                 page.clear();
+                 rollup.fold(f.rows, resolve);
+                 agent::render_traffic(rollup, f.dcs, f.nets, page);
+                 agent::render_self(f.self, {}, rollup.labels_in_use(), 0, {}, page);
+                 benchmark::DoNotOptimize(page.data());
+             }
+             page_bytes = page.size();
+             series = rollup.series_count();
+         }},
+        // Its parts: the roll-up alone, the page alone.
+        {"fold_10000x8",
+         [&](benchmark::State& st) {
+             agent::cgroup_rollup rollup(opts);
+             for (auto _ : st) {
+                 rollup.fold(f.rows, resolve);
+             }
+         }},
+        {"page_10000x8",
+         [&](benchmark::State& st) {
+             agent::cgroup_rollup rollup(opts);
+             rollup.fold(f.rows, resolve);
+             std::string page;
+             for (auto _ : st) {
+                 page.clear();
+                 agent::render_traffic(rollup, f.dcs, f.nets, page);
+                 benchmark::DoNotOptimize(page.data());
+             }
+         }},
+        // The four counter maps read with batch lookups.
+        {"read_maps_10000x8",
+         [&](benchmark::State& st) {
+             agent::counter_snapshot snap;
+             for (auto _ : st) {
+                 auto r = agent::read_counters(maps, snap);
+                 if (!r || snap.rows.size() != kCgroups * kDcs) {
+                     st.SkipWithError("read_counters failed or read the wrong number of rows");
+                     return;
+                 }
+             }
+         }},
+        // The roll-up of rows in the order a read gives them (the kernel's hash order).
+        {"fold_read_rows",
+         [&](benchmark::State& st) {
+             agent::counter_snapshot snap;
+             if (!agent::read_counters(maps, snap)) {
+                 st.SkipWithError("read_counters failed");
+                 return;
+             }
+             agent::cgroup_rollup rollup(opts);
+             for (auto _ : st) {
+                 rollup.fold(snap.rows, resolve);
+             }
+         }},
+        // The scrape: maps -> rows -> roll-up -> page; with the Kubernetes-like paths (about
+        // 150 characters) and with short systemd-like ones.
+        {"scrape_10000x8",
+         [&](benchmark::State& st) {
+             agent::counter_snapshot snap;
+             agent::cgroup_rollup rollup(opts);
+             std::string page;
+             for (auto _ : st) {
+                 page.clear();
+                 auto r = agent::read_counters(maps, snap);
+                 if (!r) {
+                     st.SkipWithError(r.error().message().c_str());
+                     return;
+                 }
+                 rollup.fold(snap.rows, resolve);
+                 agent::render_traffic(rollup, f.dcs, f.nets, page);
+                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
+                                    agent::read_process_stats(), page);
+                 benchmark::DoNotOptimize(page.data());
+             }
+         }},
+        {"scrape_10000x8_short",
+         [&](benchmark::State& st) {
+             agent::counter_snapshot snap;
+             agent::cgroup_rollup rollup(opts);
+             std::string page;
+             for (auto _ : st) {
+                 page.clear();
+                 auto r = agent::read_counters(maps, snap);
+                 if (!r) {
+                     st.SkipWithError(r.error().message().c_str());
+                     return;
+                 }
+                 rollup.fold(snap.rows, resolve_short);
+                 agent::render_traffic(rollup, f.dcs, f.nets, page);
+                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
+                                    agent::read_process_stats(), page);
+                 benchmark::DoNotOptimize(page.data());
+             }
+             short_page_bytes = page.size();
+         }},
+        // Resolving names: a walk of 10,000 directories (a file system tree, not cgroupfs).
+        {"walk_10000_dirs",
+         [&](benchmark::State& st) {
+             agent::cgroup_names names(tree.root());
+             for (auto _ : st) {
+                 auto r = names.walk();
+                 if (!r || names.alive() < kCgroups) {
+                     st.SkipWithError("walk failed");
+                     return;
+                 }
+             }
+         }},
+    };
+
+    std::map<std::string, bench::slot> slots;
+    for (int round = 0; round < kRounds; ++round) {
+        for (size_t c = 0; c < cases.size(); ++c) {
+            const std::string name = cases[c].name + "/round:" + std::to_string(round);
+            benchmark::RegisterBenchmark(name.c_str(), cases[c].fn)
+                ->Unit(benchmark::kMillisecond)
+                ->UseRealTime()
+                ->Iterations(5);
+            slots.emplace(name, bench::slot{c, 0});
+        }
+    }
+    std::vector<std::vector<bench::samples>> samples(cases.size(), std::vector<bench::samples>(1));
+    bench::recording_reporter reporter(std::move(slots), samples);
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    benchmark::Shutdown();
+
+    std::printf(
+        "\nmedian over %d rounds (wall ms per operation; %u cgroups x %u dcs, %zu series, "
+        "page %.1f MB (short paths: %.1f MB), %u possible CPUs):\n",
+        kRounds, kCgroups, kDcs, series, double(page_bytes) / 1e6, double(short_page_bytes) / 1e6,
+        must(ebpf::possible_cpus(), "cpus"));
+    bool ok = true;
+    for (size_t c = 0; c < cases.size(); ++c) {
+        if (samples[c][0].real.empty()) {
+            continue;
+        }
+        const double ms = bench::median(samples[c][0].real);
+        const bool is_scrape = cases[c].name.rfind("scrape", 0) == 0;
+        std::printf("  %-20s %8.2f ms%s\n", cases[c].name.c_str(), ms,
+                    is_scrape ? (ms <= kTargetMs ? "  (target <= 50 ms: met)"
+                                                 : "  (target <= 50 ms: NOT met)")
+                              : "");
+        ok &= !is_scrape || ms <= kTargetMs;
+    }
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    std::printf("  peak RSS of this benchmark %.1f MB (maps filled from user space included)\n",
+                double(ru.ru_maxrss) / 1e3);
+    return ok ? 0 : 2;
+}
