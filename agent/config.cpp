@@ -625,7 +625,7 @@ bool read_duration(const section& s, std::string_view key, uint64_t min_us, uint
 }
 
 void read_agent(checker&, const section& s, config& c) {
-    s.check_keys({"cgroup", "bpffs_dir", "on_stop", "stats_interval"});
+    s.check_keys({"cgroup", "bpffs_dir", "run_dir", "on_stop", "stats_interval"});
     if (s.string("cgroup", c.cgroup)) {
         if (!c.cgroup.empty() && c.cgroup[0] != '/') {
             s.fail("cgroup",
@@ -639,6 +639,13 @@ void read_agent(checker&, const section& s, config& c) {
             s.fail("bpffs_dir", "must be an absolute path below a bpffs mount");
         } else if (c.bpffs_dir.find('\0') != std::string::npos) {
             s.fail("bpffs_dir", "contains a NUL character");
+        }
+    }
+    if (s.string("run_dir", c.run_dir)) {
+        if (c.run_dir.size() < 2 || c.run_dir[0] != '/') {
+            s.fail("run_dir", "must be an absolute path");
+        } else if (c.run_dir.find('\0') != std::string::npos) {
+            s.fail("run_dir", "contains a NUL character");
         }
     }
     size_t mode;
@@ -1144,6 +1151,7 @@ std::string config::canonical() const {
     };
     const char* levels[] = {"debug", "info", "warn", "error"};
     o << "[agent]\ncgroup = " << quoted(cgroup) << "\nbpffs_dir = " << quoted(bpffs_dir)
+      << "\nrun_dir = " << quoted(run_dir)
       << "\non_stop = " << (on_stop == on_stop_mode::detach ? "\"detach\"" : "\"keep\"")
       << "\nstats_interval = " << stats_interval << "\n\n";
     o << "[log]\nlevel = \"" << levels[int(log_level_)] << "\"\nformat = \""
@@ -1246,6 +1254,7 @@ std::vector<std::string> restart_only_changes(const config& running, const confi
     cmp("programs.net_stat_dc", b(p.net_stat_dc), b(q.net_stat_dc));
     cmp("agent.cgroup", quoted(running.cgroup), quoted(next.cgroup));
     cmp("agent.bpffs_dir", quoted(running.bpffs_dir), quoted(next.bpffs_dir));
+    cmp("agent.run_dir", quoted(running.run_dir), quoted(next.run_dir));
     auto mode = [](on_stop_mode m) {
         return std::string(m == on_stop_mode::detach ? "\"detach\"" : "\"keep\"");
     };

@@ -8,6 +8,7 @@
 //   cgroup = ""                          # cgroup2 directory (absolute path) the programs attach
 //                                        # to; "" = the root of the cgroup2 mount found at start
 //   bpffs_dir = "/sys/fs/bpf/ebpf-agent" # the agent's pin directory (absolute path)
+//   run_dir = "/run/ebpf-agent"          # the running daemon's state file (pid, ids)
 //   on_stop = "detach"                   # "detach": remove all on stop; "keep": leave it pinned
 //   stats_interval = 10                  # seconds between foreground statistics lines; 0 = off
 //
@@ -24,7 +25,7 @@
 //   tcp_rto = true
 //   tcp_tos = true
 //   tclass_lock = false                  # changes what applications see host-wide
-//   net_stat = true
+//   net_stat = false                     # per cgroup only (net_stat_dc gives that too)
 //   net_stat_dc = true
 //
 //   [tclass_lock]
@@ -87,7 +88,7 @@ struct program_set {
     bool tcp_rto = true;
     bool tcp_tos = true;
     bool tclass_lock = false;
-    bool net_stat = true;
+    bool net_stat = false;  // net_stat_dc's maps give the per-cgroup totals too
     bool net_stat_dc = true;
 };
 
@@ -129,6 +130,7 @@ struct config {
     // [agent]
     std::string cgroup;
     std::string bpffs_dir = "/sys/fs/bpf/ebpf-agent";
+    std::string run_dir = "/run/ebpf-agent";  // the running daemon's state file
     on_stop_mode on_stop = on_stop_mode::detach;
     unsigned stats_interval = 10;
 

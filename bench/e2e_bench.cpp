@@ -24,11 +24,14 @@
 // same CPU or on two, from run to run, and the runs split into two modes (here 14 and 35 us)
 // that make the pairs noisy.
 //
-//   e2e_bench [pairs] [round_trips] [connections] [--only=prog,...] [--cpu=n] [--stats]
+//   e2e_bench [pairs] [round_trips] [connections] [--all | --only=prog,...] [--cpu=n] [--stats]
 //
-// Defaults: 30 pairs, 5000 round trips, 1000 connections. --only attaches just the named
-// programs, to see where the cost is. --stats turns on the kernel's run-time statistics and
-// prints each program's runs and time per request (the statistics cost time of their own).
+// Defaults: 30 pairs, 5000 round trips, 1000 connections, the programs the agent's default
+// config attaches (tcp_rto, tcp_tos, net_stat_dc_tx, net_stat_dc_rx; the dc programs' maps also
+// give the per-cgroup totals, so net_stat_tx/rx are off by default). --all attaches all seven;
+// --only just the named programs, to see where the cost is. --stats turns on the kernel's run-time
+// statistics and prints each program's runs and time per request (the statistics cost time of their
+// own).
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -185,7 +188,10 @@ ebpf::result<void> fill_networks(ebpf::collection& c) {
                                   nets);
 }
 
-ebpf::result<ebpf::collection> load(const char* path, const char* what) {
+// Loads an object; `share` gives it that collection's policy maps, as the agent gives tcp_tos
+// tcp_rto's (one table, one per-socket decision cache).
+ebpf::result<ebpf::collection> load(const char* path, const char* what,
+                                    ebpf::collection* share = nullptr) {
     auto spec = ebpf::collection_spec::open(path);
     if (!spec) {
         return std::move(spec).error().context(std::string("open ") + what);
@@ -193,7 +199,13 @@ ebpf::result<ebpf::collection> load(const char* path, const char* what) {
     if (std::strcmp(what, "tclass_lock") == 0) {
         EBPF_TRY(spec->set_variable<uint32_t>(TCLASS_LOCK_VAR_LOCK_IP_TOS, 1));
     }
-    auto c = ebpf::collection::load(*spec);
+    ebpf::collection_options o;
+    if (share) {
+        for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+            o.replace_maps[m] = share->map(m);
+        }
+    }
+    auto c = ebpf::collection::load(*spec, o);
     if (!c) {
         return std::move(c).error().context(std::string("load ") + what);
     }
@@ -608,7 +620,9 @@ std::string default_cc() {
 int main(int argc, char** argv) {
     int pairs = 30;
     uint32_t round_trips = 5000, connections = 1000;
-    std::string only;
+    // By default the programs the agent's default config attaches; --all adds tclass_lock and
+    // the per-cgroup net_stat_tx/rx, whose counts the dc programs' maps already hold.
+    std::string only = ",tcp_rto,tcp_tos,net_stat_dc_tx,net_stat_dc_rx,";
     int cpu = -1;
     {
         cpu_set_t set;
@@ -627,6 +641,8 @@ int main(int argc, char** argv) {
         const std::string a = argv[i];
         if (a.rfind("--only=", 0) == 0) {
             only = "," + a.substr(7) + ",";
+        } else if (a == "--all") {
+            only = "";
         } else if (a == "--stats") {
             stats = true;
         } else if (a.rfind("--cpu=", 0) == 0) {
@@ -651,7 +667,10 @@ int main(int argc, char** argv) {
     }
 
     auto tcp_rto = load(EBPF_BENCH_TCP_RTO_OBJECT, "tcp_rto");
-    auto tcp_tos = load(EBPF_BENCH_TCP_TOS_OBJECT, "tcp_tos");
+    if (!tcp_rto) {
+        return fail(tcp_rto.error());
+    }
+    auto tcp_tos = load(EBPF_BENCH_TCP_TOS_OBJECT, "tcp_tos", &*tcp_rto);
     auto tclass_lock = load(EBPF_BENCH_TCLASS_LOCK_OBJECT, "tclass_lock");
     auto net_stat = load(EBPF_BENCH_NET_STAT_OBJECT, "net_stat");
     for (auto* c : {&tcp_rto, &tcp_tos, &tclass_lock, &net_stat}) {

@@ -1,0 +1,28 @@
+// The agent's BPF objects, compiled by the build and embedded in the binary (cmake/embed.cmake).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+namespace agent {
+
+struct embedded_object {
+    std::string_view name;  // "tcp_rto", "tcp_tos", "tclass_lock", "net_stat"
+    std::span<const std::byte> bytes;
+};
+
+// Returns every embedded object.
+std::span<const embedded_object> embedded_objects();
+
+// Returns the object called `name`, or nullptr.
+inline const embedded_object* find_embedded_object(std::string_view name) {
+    for (const auto& o : embedded_objects()) {
+        if (o.name == name) {
+            return &o;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace agent

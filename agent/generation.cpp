@@ -1,0 +1,180 @@
+// Loading and filling a generation (see generation.hpp).
+#include "generation.hpp"
+
+#include "ebpf/spec/collection_spec.hpp"
+#include "embedded_objects.hpp"
+#include "net_stat.h"
+#include "net_stat_networks.hpp"
+#include "policy.h"
+#include "programs.hpp"
+#include "tables.hpp"
+#include "tclass_lock.h"
+
+namespace agent {
+
+ebpf::program* generation::program(std::string_view object, std::string_view name) {
+    auto it = objects.find(std::string(object));
+    return it == objects.end() ? nullptr : it->second.program(name);
+}
+
+ebpf::map* generation::map(std::string_view object, std::string_view name) {
+    auto it = objects.find(std::string(object));
+    return it == objects.end() ? nullptr : it->second.map(name);
+}
+
+namespace {
+
+bool needs_object(const config& cfg, std::string_view object) {
+    for (const auto& d : program_defs) {
+        if (d.object == object && cfg.programs.*d.enabled) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool set_max_entries(ebpf::collection_spec& spec, const char* map, uint32_t n, std::string& error) {
+    ebpf::map_spec* m = spec.map(map);
+    if (!m) {
+        error = std::string("object net_stat: map ") + map + " is missing";
+        return false;
+    }
+    m->max_entries = n;
+    return true;
+}
+
+// Applies the config to the spec before load: constants and map sizes.
+bool prepare(const config& cfg, std::string_view object, ebpf::collection_spec& spec,
+             std::string& error) {
+    if (object == "tclass_lock") {
+        auto r = spec.set_variable<uint32_t>(TCLASS_LOCK_VAR_LOCK_IP_TOS, cfg.lock_ip_tos ? 1 : 0);
+        if (!r) {
+            error = "object tclass_lock: " + r.error().message();
+            return false;
+        }
+    }
+    if (object == "net_stat") {
+        return set_max_entries(spec, NET_STAT_MAP_TX, cfg.net_stat_max_cgroups, error) &&
+               set_max_entries(spec, NET_STAT_MAP_RX, cfg.net_stat_max_cgroups, error) &&
+               set_max_entries(spec, NET_STAT_MAP_DC_TX, cfg.net_stat_max_dc_entries, error) &&
+               set_max_entries(spec, NET_STAT_MAP_DC_RX, cfg.net_stat_max_dc_entries, error);
+    }
+    return true;
+}
+
+bool fill_policy(const policy_tables& t, ebpf::collection& c, std::string_view object,
+                 std::string& error) {
+    auto fail = [&](const char* what, const ebpf::error& e) {
+        error = "object " + std::string(object) + ": fill " + what + ": " + e.message();
+        return false;
+    };
+    ebpf::map* networks = c.map("networks");
+    ebpf::map* sets = c.map("project_sets");
+    ebpf::map* rules = c.map("rules");
+    ebpf::map* cfg = c.map("config");
+    if (!networks || !sets || !rules || !cfg) {
+        error = "object " + std::string(object) + ": a policy map is missing";
+        return false;
+    }
+    for (const auto& [k, v] : t.networks) {
+        if (auto r = networks->update(&k, &v); !r) {
+            return fail("networks", r.error());
+        }
+    }
+    for (const auto& [k, v] : t.project_sets) {
+        if (auto r = sets->update(&k, &v); !r) {
+            return fail("project_sets", r.error());
+        }
+    }
+    for (uint32_t i = 0; i < t.rules.size(); ++i) {
+        if (auto r = rules->update(&i, &t.rules[i]); !r) {
+            return fail("rules", r.error());
+        }
+    }
+    // Last: the rule count makes the rules visible.
+    const uint32_t zero = 0;
+    if (auto r = cfg->update(&zero, &t.cfg); !r) {
+        return fail("config", r.error());
+    }
+    return true;
+}
+
+}  // namespace
+
+bool fill_generation(const config& cfg, generation& g, std::string& error) {
+    const policy_tables policy = build_policy_tables(cfg);
+    for (const char* object : {"tcp_rto", "tcp_tos"}) {
+        auto it = g.objects.find(object);
+        if (it != g.objects.end() && !fill_policy(policy, it->second, object, error)) {
+            return false;
+        }
+    }
+    if (auto it = g.objects.find("net_stat"); it != g.objects.end()) {
+        ebpf::map* networks = it->second.map(NET_STAT_MAP_NETWORKS);
+        ebpf::map* lens = it->second.map(NET_STAT_MAP_NETWORK_LENS);
+        if (!networks || !lens) {
+            error = "object net_stat: the networks maps are missing";
+            return false;
+        }
+        auto r = net_stat::add_networks(*networks, *lens, build_net_stat_networks(cfg));
+        if (!r) {
+            error = "object net_stat: fill networks: " + r.error().message();
+            return false;
+        }
+    }
+    return true;
+}
+
+bool load_generation(const config& cfg, const generation_options& o, generation& out,
+                     std::string& error) {
+    out.objects.clear();
+    for (const auto& obj : embedded_objects()) {
+        if (!needs_object(cfg, obj.name)) {
+            continue;
+        }
+        const std::string name(obj.name);
+        auto file = o.object_files.find(name);
+        auto spec = file == o.object_files.end() ? ebpf::collection_spec::parse(obj.bytes)
+                                                 : ebpf::collection_spec::open(file->second);
+        if (!spec) {
+            error = "object " + name +
+                    (file == o.object_files.end() ? "" : " (" + file->second + ")") + ": " +
+                    spec.error().message();
+            return false;
+        }
+        if (!prepare(cfg, obj.name, *spec, error)) {
+            return false;
+        }
+        // Only the enabled programs are loaded.
+        for (auto& p : spec->programs) {
+            const program_def* d = find_program_def(p.name);
+            p.autoload = d && cfg.programs.*(d->enabled);
+        }
+        ebpf::collection_options co;
+        co.load_programs = o.load_programs;
+        // tcp_tos shares tcp_rto's policy maps, decision cache included: one table to fill,
+        // and the second program on a socket finds the first one's decision.
+        if (name == "tcp_tos" && out.objects.count("tcp_rto")) {
+            ebpf::collection& rto = out.objects.at("tcp_rto");
+            for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+                if (ebpf::map* shared = rto.map(m)) {
+                    co.replace_maps[m] = shared;
+                }
+            }
+        }
+        for (const auto& [key, m] : o.counters) {
+            if (key.starts_with(name + "/")) {
+                co.replace_maps[key.substr(name.size() + 1)] = m;
+            }
+        }
+        auto c = ebpf::collection::load(*spec, co);
+        if (!c) {
+            error = "object " + name + ": " + c.error().full_message();
+            return false;
+        }
+        out.objects.emplace(name, std::move(*c));
+    }
+    return fill_generation(cfg, out, error);
+}
+
+}  // namespace agent

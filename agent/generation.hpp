@@ -1,0 +1,39 @@
+// A generation: the agent's objects loaded for one config, their maps filled, not attached yet.
+// A reload builds a new generation and moves each attachment to it atomically.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "config.hpp"
+#include "ebpf/collection.hpp"
+
+namespace agent {
+
+struct generation {
+    // Object name ("net_stat") -> its live maps and programs.
+    std::map<std::string, ebpf::collection> objects;
+
+    ebpf::program* program(std::string_view object, std::string_view name);
+    ebpf::map* map(std::string_view object, std::string_view name);
+};
+
+struct generation_options {
+    // Load the programs (false: create and fill the maps only).
+    bool load_programs = true;
+    // Counter maps to continue, by "object/map" (a reload's old generation, or adopted pins).
+    std::map<std::string, const ebpf::map*> counters;
+    // Objects to read from files instead of the embedded ones, by name (for developers and
+    // tests: `ebpf-agent run --object tcp_tos=FILE`).
+    std::map<std::string, std::string> object_files;
+};
+
+// Loads every object an enabled program needs, sized and set from `cfg`, and fills the maps
+// from its tables. On failure, `error` names the object, the program and the verifier log.
+bool load_generation(const config& cfg, const generation_options& o, generation& out,
+                     std::string& error);
+
+// Writes the tables of `cfg` into the maps of an already loaded generation (used at load).
+bool fill_generation(const config& cfg, generation& g, std::string& error);
+
+}  // namespace agent
