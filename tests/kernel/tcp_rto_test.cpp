@@ -1,23 +1,22 @@
 // tcp_rto (sock_ops) on the running kernel, seen on the wire and in TCP_INFO. A child process
-// in the test cgroup makes a network namespace of its own with a veth pair whose far end drops
-// everything (the peers are static neighbours that do not exist), so SYNs are retransmitted;
-// an AF_PACKET capture on the near end records class, flow label and timing of each SYN.
+// in the test cgroup makes a network namespace of its own: a veth pair whose far end never
+// answers (the peers are static neighbours that do not exist), so SYNs and SYN-ACKs are
+// retransmitted, or lo with a peer in a cgroup of its own that drops what it receives once the
+// connection is established, so data is retransmitted. An AF_PACKET capture records class,
+// flow label and timing of each packet (tcp_test_net.hpp).
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/if_packet.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,23 +25,31 @@
 #include "capture.hpp"
 #include "ebpf/ebpf.hpp"
 #include "kernel_fixture.hpp"
+#include "tcp_test_net.hpp"
 
 namespace ebpf {
 namespace {
 
+using test::attempt;
 using test::capture;
+using test::check_yattl;
+using test::make_network;
+using test::report;
 using test::run_in_cgroup;
 using test::seen;
+using test::syns_to;
 using test::test_cgroup;
 
-constexpr uint32_t backbone = 1;
+constexpr uint32_t backbone = 1, service = 2;
 
 // networks: fd00:1::/32 and 192.0.2.0/24 in this DC (1), fd00:3::/32 in another (2); a
-// stateful-service prefix (fixed label) and an exclusion prefix (no YaTTL) inside DC 1.
+// stateful-service prefix (fixed label) and an exclusion prefix (no YaTTL) inside DC 1;
+// fd00:2::/32, a network type whose rule fixes the label.
 void fill_policy(collection& c, const char* cc) {
     auto nets = lpm_trie<policy_network>::view(*c.map("networks"));
     ASSERT_OK(nets);
     ASSERT_OK(nets->update(*lpm_key::parse("fd00:1::/32"), {1, backbone, 0}));
+    ASSERT_OK(nets->update(*lpm_key::parse("fd00:2::/32"), {1, service, 0}));
     ASSERT_OK(nets->update(*lpm_key::parse("fd00:1::5:0:0/96"),
                            {1, backbone, POLICY_NET_FIXED_FLOWLABEL}));
     ASSERT_OK(
@@ -65,116 +72,22 @@ void fill_policy(collection& c, const char* cc) {
     policy_rule cross{};
     cross.net_type = backbone;
     cross.dscp = POLICY_DSCP_UNSET;
+    // The service network: one flow label per connection, 50 ms minimum RTO.
+    policy_rule fixed{};
+    fixed.net_type = service;
+    fixed.rto_min_us = 50000;
+    fixed.dscp = POLICY_DSCP_UNSET;
+    fixed.flowlabel = POLICY_FLOWLABEL_FIXED;
     ASSERT_OK(rules->update(0, intra));
     ASSERT_OK(rules->update(1, cross));
+    ASSERT_OK(rules->update(2, fixed));
     auto cfg = array<policy_config>::view(*c.map("config"));
     ASSERT_OK(cfg);
     policy_config pc{};
     pc.local_dc = 1;
-    pc.rule_count = 2;
+    pc.rule_count = 3;
     pc.listen_dscp = POLICY_DSCP_UNSET;
     ASSERT_OK(cfg->update(0, pc));
-}
-
-// The private network: v0 <-> v1, and peers that are static neighbours with no host behind.
-bool make_network() {
-    if (::unshare(CLONE_NEWNET) != 0) {
-        std::perror("unshare");
-        return false;
-    }
-    return std::system(
-               "ip link set lo up && ip link add v0 type veth peer name v1 && "
-               "ip link set v0 up && ip link set v1 up && "
-               "ip -6 addr add fd00:1::10d:5ae7:0:1/64 dev v0 nodad && "
-               "ip addr add 192.0.2.1/24 dev v0 && "
-               "ip -6 route add fd00:3::/64 dev v0 && "
-               "for a in fd00:1::7777:0:9 fd00:1::5:0:9 fd00:1::6:0:9 fd00:3::9; do "
-               "ip -6 neigh add $a lladdr 02:00:00:00:00:09 dev v0 nud permanent || exit 1; done "
-               "&& "
-               "ip neigh add 192.0.2.9 lladdr 02:00:00:00:00:09 dev v0 nud permanent") == 0;
-}
-
-struct attempt {
-    std::vector<seen> syns;
-    uint32_t rto_us = 0;  // TCP_INFO right after connect()
-};
-
-// Starts a connect() to a peer that never answers, watches for `wait_ms`, and returns the SYNs.
-attempt syns_to(capture& cap, int family, const char* addr, uint16_t port, int wait_ms) {
-    attempt a;
-    sockaddr_storage ss{};
-    socklen_t sl;
-    if (family == AF_INET) {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        ::inet_pton(AF_INET, addr, &s4->sin_addr);
-        sl = sizeof *s4;
-    } else {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        ::inet_pton(AF_INET6, addr, &s6->sin6_addr);
-        sl = sizeof *s6;
-    }
-    int c = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    ::connect(c, reinterpret_cast<sockaddr*>(&ss), sl);
-    tcp_info info{};
-    socklen_t il = sizeof info;
-    if (::getsockopt(c, SOL_TCP, TCP_INFO, &info, &il) == 0) {
-        a.rto_us = info.tcpi_rto;
-    }
-    const auto packets = cap.collect(port, wait_ms);
-    ::close(c);
-    for (const auto& p : packets) {
-        if ((p.flags & (TH_SYN | TH_ACK)) == TH_SYN) {
-            a.syns.push_back(p);
-        }
-    }
-    return a;
-}
-
-int report(const char* what, const char* why, double got, double want) {
-    std::fprintf(stderr, "tcp_rto %s: %s: %g, expected %g\n", what, why, got, want);
-    return 1;
-}
-
-// YaTTL as the issue defines it: SYN 2 has the class + 1 and SYN 1's label; SYN 3 has the class
-// back and (rehash mode) a new label.
-int check_yattl(const char* what, const attempt& a, bool yattl, bool fixed, bool ipv4) {
-    if (a.syns.size() < 3) {
-        return report(what, "SYNs seen", double(a.syns.size()), 3);
-    }
-    const seen &s1 = a.syns[0], &s2 = a.syns[1], &s3 = a.syns[2];
-    if ((s1.tclass & 0xfc) != 0) {
-        return report(what, "class of the first SYN", s1.tclass, 0);
-    }
-    if ((s2.tclass & 0xfc) != (yattl ? 0x04 : 0)) {
-        return report(what, "class of the second SYN", s2.tclass, yattl ? 0x04 : 0);
-    }
-    if ((s3.tclass & 0xfc) != 0) {
-        return report(what, "class of the third SYN", s3.tclass, 0);
-    }
-    if (ipv4) {
-        return 0;
-    }
-    if (s1.flowlabel == 0) {
-        return report(what, "flow label of the first SYN (must not be 0)", 0, 1);
-    }
-    if (yattl || fixed) {
-        if (s2.flowlabel != s1.flowlabel) {
-            return report(what, "flow label of the second SYN", s2.flowlabel, s1.flowlabel);
-        }
-    } else if (s2.flowlabel == s1.flowlabel) {
-        return report(what, "flow label of the second SYN (must change)", s2.flowlabel, -1);
-    }
-    if (fixed && s3.flowlabel != s1.flowlabel) {
-        return report(what, "flow label of the third SYN (fixed)", s3.flowlabel, s1.flowlabel);
-    }
-    if (!fixed && s3.flowlabel == s2.flowlabel) {
-        return report(what, "flow label of the third SYN (must change)", s3.flowlabel, -1);
-    }
-    return 0;
 }
 
 class TcpRtoTest : public test::KernelTest {
@@ -388,78 +301,6 @@ TEST_F(TcpRtoTest, AMissDoesNotClobberAnotherProgramsAnswer) {
     EXPECT_EQ(::rmdir(inner.c_str()), 0);
 }
 
-// Sends one IPv6 TCP SYN into v0 from the peer `src` (as if it came over the wire), so a listener
-// answers with SYN-ACKs that go nowhere. Returns false if it could not be sent.
-bool inject_syn(const char* src, const char* dst, uint16_t sport, uint16_t dport) {
-    unsigned char f[14 + 40 + 20] = {};
-    // v0's MAC (sysfs shows the namespace that mounted it, so ask with an ioctl).
-    ifreq ifr{};
-    std::strcpy(ifr.ifr_name, "v0");
-    int q = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    const bool have_mac = ::ioctl(q, SIOCGIFHWADDR, &ifr) == 0;
-    ::close(q);
-    if (!have_mac) {
-        std::perror("inject SYN: v0's MAC");
-        return false;
-    }
-    unsigned m[6];
-    for (int i = 0; i < 6; ++i) {
-        m[i] = static_cast<unsigned char>(ifr.ifr_hwaddr.sa_data[i]);
-    }
-    for (int i = 0; i < 6; ++i) {
-        f[i] = uint8_t(m[i]);  // to v0
-    }
-    const unsigned char peer_mac[6] = {0x02, 0, 0, 0, 0, 0x09};
-    std::memcpy(f + 6, peer_mac, 6);
-    f[12] = 0x86;
-    f[13] = 0xdd;
-    unsigned char* ip = f + 14;
-    ip[0] = 0x60;
-    ip[5] = 20;  // payload length
-    ip[6] = IPPROTO_TCP;
-    ip[7] = 64;
-    ::inet_pton(AF_INET6, src, ip + 8);
-    ::inet_pton(AF_INET6, dst, ip + 24);
-    unsigned char* tcp = ip + 40;
-    tcp[0] = uint8_t(sport >> 8);
-    tcp[1] = uint8_t(sport);
-    tcp[2] = uint8_t(dport >> 8);
-    tcp[3] = uint8_t(dport);
-    tcp[7] = 1;        // seq
-    tcp[12] = 5 << 4;  // data offset
-    tcp[13] = TH_SYN;
-    tcp[14] = 0xff;
-    tcp[15] = 0xff;  // window
-    uint32_t sum = 0;
-    auto add = [&](const unsigned char* p, size_t n) {
-        for (size_t i = 0; i + 1 < n; i += 2) {
-            sum += uint32_t(p[i] << 8 | p[i + 1]);
-        }
-    };
-    add(ip + 8, 32);  // pseudo-header: addresses, length, next header
-    sum += 20 + IPPROTO_TCP;
-    add(tcp, 20);
-    while (sum >> 16) {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    const uint16_t csum = uint16_t(~sum);
-    tcp[16] = uint8_t(csum >> 8);
-    tcp[17] = uint8_t(csum);
-    int s = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-    sockaddr_ll to{};
-    to.sll_family = AF_PACKET;
-    to.sll_ifindex = int(::if_nametoindex("v1"));
-    to.sll_halen = 6;
-    std::memcpy(to.sll_addr, f, 6);
-    const bool ok = ::sendto(s, f, sizeof f, 0, reinterpret_cast<sockaddr*>(&to), sizeof to) ==
-                    ssize_t(sizeof f);
-    if (!ok) {
-        std::perror("inject SYN");
-    }
-    ::close(s);
-    return ok;
-}
-
 // The passive side: the listener's SYN-ACKs are retransmitted at the peer's initial RTO
 // (TIMEOUT_INIT on the request socket), 40 ms intra-DC instead of the kernel's 1 s.
 TEST_F(TcpRtoTest, SynAckRetransmitsFollowThePassiveInitialRto) {
@@ -469,23 +310,14 @@ TEST_F(TcpRtoTest, SynAckRetransmitsFollowThePassiveInitialRto) {
             return 90;
         }
         int l = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in6 a{};
-        a.sin6_family = AF_INET6;
-        a.sin6_port = htons(90);
-        ::inet_pton(AF_INET6, "fd00:1::10d:5ae7:0:1", &a.sin6_addr);
-        if (::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 4) != 0) {
+        const sockaddr_in6 a = test::ipv6_address("fd00:1::10d:5ae7:0:1", 90);
+        if (::bind(l, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+            ::listen(l, 4) != 0) {
             return 91;
         }
         capture cap("v0");
-        if (!inject_syn("fd00:1::7777:0:9", "fd00:1::10d:5ae7:0:1", 40000, 90)) {
-            return 92;
-        }
-        std::vector<seen> synacks;
-        for (const auto& p : cap.collect(90, 500)) {
-            if ((p.flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK)) {
-                synacks.push_back(p);
-            }
-        }
+        const auto synacks =
+            test::synacks_for(cap, "fd00:1::7777:0:9", "fd00:1::10d:5ae7:0:1", 40000, 90, 500);
         ::close(l);
         if (synacks.size() < 2) {
             return report("passive", "SYN-ACKs in 500 ms", double(synacks.size()), 2);
@@ -534,6 +366,399 @@ TEST_F(TcpRtoTest, WithoutTheProgramTheKernelDefaultsHold) {
         return a.rto_us == 1000000 && a.syns.size() == 1 ? 0 : 1;
     };
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0);
+}
+
+// Data retransmits over lo: the side under test is a socket of the test cgroup (tcp_rto runs
+// for it); its peer's sockets are in a cgroup of their own, whose ingress drops packets on
+// request (test::drop_program).
+struct data_peer {
+    std::string tested;  // the test cgroup's path
+    std::string peer;    // the peer cgroup's path
+    const map* drops;    // how many packets the peer is still to drop
+};
+
+bool peer_drops(const data_peer& env, uint64_t n) {
+    auto a = array<uint64_t>::view(*env.drops);
+    return a && a->update(0, n);
+}
+
+struct retransmits {
+    seen handshake{};        // the last SYN (active) or SYN-ACK (passive) of the side under test
+    std::vector<seen> data;  // its 100-byte segment: the original, then each retransmit
+};
+
+// The side under test at `local` connects to `remote` (active) or accepts from it (passive),
+// the peer losing its first `lost` packets; then, with the peer deaf, it sends 100 bytes.
+// Fills `out` with what it sent, the data for `ms` after the write.
+int data_retransmits(capture& cap, const data_peer& env, bool passive, const char* local,
+                     const char* remote, uint16_t port, int lost, int ms, retransmits& out) {
+    const sockaddr_in6 srv = test::ipv6_address(passive ? local : remote, port);
+    const sockaddr_in6 cli = test::ipv6_address(passive ? remote : local, 0);
+    // Sockets keep the cgroup of the moment they are made: the listener's and the client's
+    // cgroups are chosen here, and the accepted socket is the listener's.
+    if (!test::join_cgroup(passive ? env.tested : env.peer)) {
+        return 80;
+    }
+    int l = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::bind(l, reinterpret_cast<const sockaddr*>(&srv), sizeof srv) != 0 ||
+        ::listen(l, 1) != 0) {
+        std::perror("listen");
+        return 81;
+    }
+    if (!test::join_cgroup(passive ? env.peer : env.tested)) {
+        return 82;
+    }
+    int c = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!test::join_cgroup(env.tested) || !peer_drops(env, uint64_t(lost)) ||
+        ::bind(c, reinterpret_cast<const sockaddr*>(&cli), sizeof cli) != 0 ||
+        ::connect(c, reinterpret_cast<const sockaddr*>(&srv), sizeof srv) != 0) {
+        std::perror("connect");
+        return 83;
+    }
+    int a = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+    char buf[100] = {};
+    for (int i = 0; i < 5; ++i) {  // RTT samples: the RTO settles at the minimum
+        if (::write(c, buf, 1) != 1 || ::read(a, buf, 1) != 1 || ::write(a, buf, 1) != 1 ||
+            ::read(c, buf, 1) != 1) {
+            return 84;
+        }
+    }
+    auto mine = [&](const seen& p) {
+        return passive ? p.sport == port : p.dport == port;
+    };
+    const uint8_t handshake = passive ? (TH_SYN | TH_ACK) : TH_SYN;
+    for (const auto& p : cap.drain(port)) {
+        if (mine(p) && (p.flags & (TH_SYN | TH_ACK)) == handshake) {
+            out.handshake = p;
+        }
+    }
+    if (!peer_drops(env, ~0ull) ||
+        ::write(passive ? a : c, buf, sizeof buf) != ssize_t(sizeof buf)) {
+        return 85;
+    }
+    for (const auto& p : cap.collect(port, ms)) {
+        if (mine(p) && p.payload == sizeof buf) {
+            out.data.push_back(p);
+        }
+    }
+    const bool quiet = peer_drops(env, 0);
+    test::close_now(a);
+    test::close_now(c);
+    test::close_now(l);
+    return quiet ? 0 : 86;
+}
+
+// Prints what the side under test sent, for a failure.
+void describe(const char* what, const retransmits& x) {
+    std::fprintf(stderr, "%s: handshake class 0x%02x label 0x%05x\n", what, x.handshake.tclass,
+                 x.handshake.flowlabel);
+    for (const auto& p : x.data) {
+        std::fprintf(stderr, "  data +%6.1f ms class 0x%02x label 0x%05x\n", p.ms - x.data[0].ms,
+                     p.tclass, p.flowlabel);
+    }
+}
+
+// The data's labels: the original has the handshake's (no RTO in between); fixed: so has every
+// retransmit; rehash: the RTOs bring at least two new ones (a tail loss probe, the first
+// retransmit, keeps the label: it is not an RTO). 1 s holds the original, the probe and RTOs
+// at about 160, 370 and 790 ms (50 ms minimum RTO, doubling).
+int check_data_labels(const char* what, const retransmits& x, bool fixed) {
+    int bad = 0;
+    if (x.handshake.flowlabel == 0) {
+        bad = report(what, "flow label of the handshake (must not be 0)", 0, 1);
+    } else if (x.data.size() < 4) {
+        bad = report(what, "data segments in 1 s", double(x.data.size()), 4);
+    } else if (x.data[0].flowlabel != x.handshake.flowlabel) {
+        bad = report(what, "flow label of the data", x.data[0].flowlabel, x.handshake.flowlabel);
+    } else if (fixed) {
+        for (const auto& p : x.data) {
+            if (p.flowlabel != x.handshake.flowlabel) {
+                bad = report(what, "flow label of a retransmit (fixed)", p.flowlabel,
+                             x.handshake.flowlabel);
+                break;
+            }
+        }
+    } else {
+        std::set<uint32_t> labels;
+        for (const auto& p : x.data) {
+            labels.insert(p.flowlabel);
+        }
+        if (labels.size() < 3) {
+            bad =
+                report(what, "distinct flow labels of the data (rehash)", double(labels.size()), 3);
+        }
+    }
+    if (bad) {
+        describe(what, x);
+    }
+    return bad;
+}
+
+class TcpRtoDataTest : public TcpRtoTest {
+  protected:
+    void SetUp() override {
+        TcpRtoTest::SetUp();
+        auto m = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                              .key_size = 4,
+                              .value_size = 8,
+                              .max_entries = 1,
+                              .name = "t_drops"});
+        ASSERT_OK(m);
+        drops_ = std::move(*m);
+        const auto code = test::drop_program(drops_.fd());
+        auto p = program::load({.type = BPF_PROG_TYPE_CGROUP_SKB,
+                                .insns = code,
+                                .name = "t_drop",
+                                .expected_attach_type = BPF_CGROUP_INET_INGRESS});
+        ASSERT_OK(p);
+        auto l = cgroup_link::attach(peer_.fd(), *p, BPF_CGROUP_INET_INGRESS);
+        ASSERT_OK(l);
+        drop_link_ = std::move(*l);
+    }
+    void TearDown() override {
+        drop_link_ = cgroup_link();
+        drops_ = map();
+        TcpRtoTest::TearDown();
+    }
+    data_peer env() const { return {cg_.path(), peer_.path(), &drops_}; }
+
+    test_cgroup peer_;
+    map drops_;
+    cgroup_link drop_link_;
+};
+
+// The side under test's address, and its peers: intra-DC backbone (rehash, YaTTL), a
+// stateful-service prefix inside it (fixed by the network's flag), the service network (fixed
+// by its rule).
+constexpr const char* local_address = "fd00:1::10d:5ae7:0:1";
+constexpr const char* rehash_peer = "fd00:1::7777:0:9";
+constexpr const char* flagged_peer = "fd00:1::5:0:9";
+constexpr const char* service_peer = "fd00:2::7777:0:9";
+const std::vector<std::string> loopback_addresses = {local_address, rehash_peer, flagged_peer,
+                                                     service_peer};
+
+// Active side, fixed label: the SYN, the data and every retransmit of the data carry one label,
+// whether the rule or the network's flag fixes it.
+TEST_F(TcpRtoDataTest, FixedLabelHoldsForDataRetransmits) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [env = env()] {
+        if (!test::make_loopback(loopback_addresses)) {
+            return 90;
+        }
+        capture cap("lo");
+        int bad = 0;
+        retransmits flagged, service;
+        bad +=
+            data_retransmits(cap, env, false, local_address, flagged_peer, 7101, 0, 1000, flagged);
+        bad += check_data_labels("stateful-service prefix", flagged, true);
+        bad +=
+            data_retransmits(cap, env, false, local_address, service_peer, 7102, 0, 1000, service);
+        bad += check_data_labels("rule with a fixed label", service, true);
+        return bad;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+    EXPECT_EQ(stat(TCP_RTO_STAT_LABEL_FAILED), 0u);
+}
+
+// Active side, rehash (the kernel's way, with net.core.txrehash=1): each data RTO brings a new
+// label.
+TEST_F(TcpRtoDataTest, RehashGivesDataRetransmitsNewLabels) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [env = env()] {
+        if (!test::make_loopback(loopback_addresses)) {
+            return 90;
+        }
+        capture cap("lo");
+        retransmits x;
+        const int bad =
+            data_retransmits(cap, env, false, local_address, rehash_peer, 7103, 0, 1000, x);
+        return bad ? bad : check_data_labels("rehash", x, false);
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+}
+
+// The passive side: the accepted socket's data carries the SYN-ACK's label (it inherits the
+// request's hash); fixed: so does every data retransmit (SO_TXREHASH 0 at
+// PASSIVE_ESTABLISHED_CB); rehash: the RTOs change it.
+TEST_F(TcpRtoDataTest, PassiveSideFixedLabelHoldsForDataRetransmits) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [env = env()] {
+        if (!test::make_loopback(loopback_addresses)) {
+            return 90;
+        }
+        capture cap("lo");
+        int bad = 0;
+        retransmits flagged, service, rehash;
+        bad +=
+            data_retransmits(cap, env, true, local_address, flagged_peer, 7104, 0, 1000, flagged);
+        bad += check_data_labels("passive, stateful-service prefix", flagged, true);
+        bad +=
+            data_retransmits(cap, env, true, local_address, service_peer, 7105, 0, 1000, service);
+        bad += check_data_labels("passive, rule with a fixed label", service, true);
+        bad += data_retransmits(cap, env, true, local_address, rehash_peer, 7106, 0, 1000, rehash);
+        bad += check_data_labels("passive, rehash", rehash, false);
+        return bad;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+    EXPECT_EQ(stat(TCP_RTO_STAT_LABEL_FAILED), 0u);
+}
+
+// The limit of the passive side (see bpf/tcp_rto.bpf.c): SYN-ACK retransmits take their label
+// from the listener's SO_TXREHASH, and no callback runs for them where the peer is known. With a
+// fixed rule for the peer they still change labels; an application's SO_TXREHASH 0 on its
+// listener keeps one.
+TEST_F(TcpRtoTest, SynAckRetransmitLabelsFollowTheListenerNotThePolicy) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [] {
+        if (!make_network()) {
+            return 90;
+        }
+        capture cap("v0");
+        int bad = 0;
+        for (const bool app_fixed : {false, true}) {
+            const uint16_t port = app_fixed ? 92 : 91;
+            int l = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            const int off = 0;
+            if (app_fixed) {
+                ::setsockopt(l, SOL_SOCKET, SO_TXREHASH, &off, sizeof off);
+            }
+            const sockaddr_in6 a = test::ipv6_address(local_address, port);
+            if (::bind(l, reinterpret_cast<const sockaddr*>(&a), sizeof a) != 0 ||
+                ::listen(l, 4) != 0) {
+                return 91;
+            }
+            // From the stateful-service prefix: the policy says fixed.
+            const auto synacks =
+                test::synacks_for(cap, flagged_peer, local_address, 40000, port, 400);
+            ::close(l);
+            const char* what = app_fixed ? "listener with SO_TXREHASH 0" : "fixed policy";
+            if (synacks.size() < 3) {
+                bad += report(what, "SYN-ACKs in 400 ms", double(synacks.size()), 3);
+                continue;
+            }
+            std::set<uint32_t> labels;
+            for (const auto& p : synacks) {
+                labels.insert(p.flowlabel);
+            }
+            const size_t want = app_fixed ? 1 : synacks.size();
+            if (labels.size() != want) {
+                bad += report(what, "distinct labels of the SYN-ACKs", double(labels.size()),
+                              double(want));
+            }
+        }
+        return bad;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+}
+
+// sock_ops: for each callback op 0..15, counts the calls (u64 at 0 of the value) and keeps the
+// socket's bpf_sock_ops_cb_flags as this program sees them, after the programs that run before
+// it (u64 at 8).
+std::vector<bpf_insn> cb_flags_observer(int map_fd) {
+    using namespace insn;
+    auto m = ld_map_fd(r1, map_fd);
+    return {
+        mov64_reg(r6, r1),
+        ldx_mem(BPF_W, r2, r1, offsetof(bpf_sock_ops, op)),
+        jmp_imm(BPF_JGT, r2, 15, 11),
+        stx_mem(BPF_W, r10, r2, -4),
+        mov64_reg(r2, r10),
+        alu64_imm(BPF_ADD, r2, -4),
+        m.lo,
+        m.hi,
+        call(BPF_FUNC_map_lookup_elem),
+        jmp_imm(BPF_JEQ, r0, 0, 4),
+        mov64_imm(r1, 1),
+        atomic_add(BPF_DW, r0, r1, 0),
+        ldx_mem(BPF_W, r1, r6, offsetof(bpf_sock_ops, bpf_sock_ops_cb_flags)),
+        stx_mem(BPF_DW, r0, r1, 8),
+        mov64_imm(r0, 1),
+        exit(),
+    };
+}
+
+struct observed {
+    uint64_t calls, cb_flags;
+};
+
+// YaTTL with the first SYN lost: the second SYN, the marked one, establishes the connection.
+// Its data must not keep the mark, nor (rehash mode) the first SYN's label: the class is back
+// to the first SYN's and each data RTO brings a new label.
+TEST_F(TcpRtoDataTest, DataAfterTheYattlSynHasNeitherTheMarkNorAFixedLabel) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto scenario = [env = env()] {
+        if (!test::make_loopback(loopback_addresses)) {
+            return 90;
+        }
+        capture cap("lo");
+        retransmits x;
+        int bad = data_retransmits(cap, env, false, local_address, rehash_peer, 7107, 1, 1000, x);
+        if (bad) {
+            return bad;
+        }
+        if ((x.handshake.tclass & 0xfc) != 0x04) {
+            bad += report("YaTTL SYN", "class of the SYN that got through", x.handshake.tclass, 4);
+        }
+        for (const auto& p : x.data) {
+            if ((p.tclass & 0xfc) != 0) {
+                bad += report("YaTTL SYN", "class of the data", p.tclass, 0);
+                break;
+            }
+        }
+        const int labels = check_data_labels("YaTTL SYN", x, false);  // describes on failure
+        if (bad && !labels) {
+            describe("YaTTL SYN", x);
+        }
+        return bad + labels;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+    EXPECT_EQ(stat(TCP_RTO_STAT_YATTL), 1u);
+}
+
+// YaTTL asks for an RTO callback per RTO while the SYN is out; once established, the callbacks
+// stop. A second program, attached after tcp_rto, sees the flag set at TCP_CONNECT_CB and gone
+// at ACTIVE_ESTABLISHED_CB, and is called for the SYN's RTO but for none of the data's.
+TEST_F(TcpRtoDataTest, PerRtoCallbacksStopOnceEstablished) {
+    ASSERT_NO_FATAL_FAILURE(load("reno"));
+    auto m = map::create({.type = BPF_MAP_TYPE_ARRAY,
+                          .key_size = 4,
+                          .value_size = sizeof(observed),
+                          .max_entries = 16,
+                          .name = "t_cb_flags"});
+    ASSERT_OK(m);
+    const auto code = cb_flags_observer(m->fd());
+    auto p = program::load({.type = BPF_PROG_TYPE_SOCK_OPS, .insns = code, .name = "t_cb_flags"});
+    ASSERT_OK(p);
+    auto l = cgroup_link::attach(cg_.fd(), *p, BPF_CGROUP_SOCK_OPS);
+    ASSERT_OK(l);
+    auto scenario = [env = env()] {
+        if (!test::make_loopback(loopback_addresses)) {
+            return 90;
+        }
+        capture cap("lo");
+        retransmits x;
+        int bad = data_retransmits(cap, env, false, local_address, rehash_peer, 7108, 1, 1000, x);
+        if (!bad && x.data.size() < 4) {  // the original, a probe, at least two RTOs
+            bad = report("per-RTO callbacks", "data segments in 1 s", double(x.data.size()), 4);
+        }
+        return bad;
+    };
+    EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
+    auto view = array<observed>::view(*m);
+    ASSERT_OK(view);
+    auto at = [&](uint32_t op) {
+        return view->lookup(op).value_or(observed{~0ull, ~0ull});
+    };
+    const observed connect = at(BPF_SOCK_OPS_TCP_CONNECT_CB);
+    const observed established = at(BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB);
+    const observed rto = at(BPF_SOCK_OPS_RTO_CB);
+    EXPECT_EQ(connect.calls, 1u);
+    EXPECT_TRUE(connect.cb_flags & BPF_SOCK_OPS_RTO_CB_FLAG)
+        << "tcp_rto asks for RTO callbacks for the YaTTL SYN; flags " << connect.cb_flags;
+    EXPECT_EQ(established.calls, 1u);
+    EXPECT_FALSE(established.cb_flags & BPF_SOCK_OPS_RTO_CB_FLAG)
+        << "flags once established: " << established.cb_flags;
+    EXPECT_EQ(rto.calls, 1u) << "the lost SYN's RTO only, none for the data's RTOs";
 }
 
 }  // namespace
