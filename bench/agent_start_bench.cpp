@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
         std::ofstream f(config);
         f << "[agent]\ncgroup = \"" << cgroup << "\"\nbpffs_dir = \"" << dir
           << "/bpffs/ebpf-agent\"\nrun_dir = \"" << dir << "/run\"\nstats_interval = 0\n\n"
-          << "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+          << "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[programs]\nnet_stat = true\n";
     }
     const std::vector<std::string> ours = {EBPF_BENCH_AGENT_BINARY, "run", "--config", config};
     const std::vector<std::string> yardstick = {

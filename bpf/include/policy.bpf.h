@@ -118,23 +118,18 @@ static long policy_match_rule(__u32 i, struct policy_match* m) {
     return 1;
 }
 
-/* Fills `peer` and `net` and returns the index of the rule that decides for this peer, or -1
- * when none matches (`net` is zeroes when the peer is in no network). A global function: the
- * verifier checks it once per program, not once per call site. */
-__attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct policy_peer* peer,
-                                                  struct policy_network* net) {
+/* The decision for the peer in `peer`: the rule's index, or -1 (also when the tables are
+ * empty); 1 in *cacheable unless they are. */
+static __always_inline int policy_lookup(struct policy_peer* peer, struct policy_network* net,
+                                         int* cacheable) {
     __u32 zero = 0;
-    if (!s || !peer || !net)
-        return -1;
     struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
     if (!cfg || cfg->rule_count == 0)
         return -1;
-    policy_peer_of(s, peer);
+    *cacheable = 1;
     struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
     if (found)
         *net = *found;
-    else
-        __builtin_memset(net, 0, sizeof(*net));
     struct policy_match m = {
         .net_type = net->net_type,
         .dc = net->dc,
@@ -152,33 +147,48 @@ __attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct
     return m.found;
 }
 
-/* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
- * (zeroes when the peer is in none). A full socket remembers the answer (policy_cache). */
-static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
-                                                         struct policy_peer* peer,
-                                                         struct policy_network* net) {
+/* Fills `peer` and `net` (zeroes when the peer is in no network) and returns the index of the
+ * rule that decides for this peer, or -1 when none matches. A full socket remembers the answer
+ * (policy_cache). A global function: the verifier checks it once per program, not once per
+ * call site. */
+__attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct policy_peer* peer,
+                                                  struct policy_network* net) {
+    if (!s || !peer || !net)
+        return -1;
+    policy_peer_of(s, peer);
+    __builtin_memset(net, 0, sizeof(*net));
     struct policy_cache_entry* c = 0;
     struct bpf_sock* sk = s->sk;
-    int i;
-    policy_peer_of(s, peer);
     if (sk)
         c = bpf_sk_storage_get(&policy_cache, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
     const __u32* want = (const __u32*)peer->key.addr;
-    const __u32* have = c ? (const __u32*)c->addr : 0;
-    if (have && have[0] == want[0] && have[1] == want[1] && have[2] == want[2] &&
-        have[3] == want[3]) {
-        /* A fresh entry is zeroes: :: is no peer, so it never matches by accident. */
-        *net = c->net;
-        i = c->rule;
-    } else {
-        __builtin_memset(net, 0, sizeof(*net));
-        i = policy_decide_index(s, peer, net);
-        if (c) {
-            __builtin_memcpy(c->addr, peer->key.addr, 16);
-            c->rule = i;
-            c->net = *net;
+    if (c) {
+        const __u32* have = (const __u32*)c->addr;
+        if (have[0] == want[0] && have[1] == want[1] && have[2] == want[2] &&
+            have[3] == want[3]) {
+            /* A fresh entry is zeroes: :: is no peer, so it never matches by accident. */
+            *net = c->net;
+            return c->rule;
         }
     }
+    int cacheable = 0;
+    int i = policy_lookup(peer, net, &cacheable);
+    if (c && cacheable) {
+        __builtin_memcpy(c->addr, peer->key.addr, 16);
+        c->rule = i;
+        c->net = *net;
+    }
+    return i;
+}
+
+/* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network
+ * (zeroes when the peer is in none). */
+static __always_inline struct policy_rule* policy_decide(struct bpf_sock_ops* s,
+                                                         struct policy_peer* peer,
+                                                         struct policy_network* net) {
+    __builtin_memset(peer, 0, sizeof(*peer));
+    __builtin_memset(net, 0, sizeof(*net));
+    int i = policy_decide_index(s, peer, net);
     if (i < 0)
         return 0;
     __u32 idx = (__u32)i;
