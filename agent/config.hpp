@@ -32,8 +32,9 @@
 //   lock_ip_tos = false                  # also turn setsockopt(IP_TOS) into a no-op
 //
 //   [net_stat]
-//   max_cgroups = 4096                   # entries of stat_tx / stat_rx (64..1048576)
-//   max_dc_entries = 16384               # entries of stat_dc_tx / stat_dc_rx (64..4194304)
+//   max_cgroups = 4096                   # entries of stat_cgroup (64..1048576)
+//   max_dc_entries = 16384               # entries of stat_dc: (cgroup, dc, net type) keys
+//                                        # (64..4194304); each holds both directions
 //
 //   [network]
 //   datacenters = []                     # names; datacenter id = position + 1
@@ -151,8 +152,8 @@ struct config {
     bool lock_ip_tos = false;
 
     // [net_stat]
-    uint32_t net_stat_max_cgroups = 4096;
-    uint32_t net_stat_max_dc_entries = 16384;
+    uint32_t net_stat_max_cgroups = 4096;      // stat_cgroup's max_entries
+    uint32_t net_stat_max_dc_entries = 16384;  // stat_dc's max_entries
 
     // [network], [[networks]], [project_sets], [[rules]], [tcp_tos]
     std::vector<std::string> datacenters;  // id = index + 1

@@ -559,9 +559,11 @@ struct daemon {
         }
     }
 
+    // The dc map only with the dc programs: the object creates it either way, and as the
+    // source of the rows an empty one would hide the per-cgroup counts.
     counter_maps current_counter_maps() {
-        return {gen.map("net_stat", NET_STAT_MAP_TX), gen.map("net_stat", NET_STAT_MAP_RX),
-                gen.map("net_stat", NET_STAT_MAP_DC_TX), gen.map("net_stat", NET_STAT_MAP_DC_RX),
+        return {gen.map("net_stat", NET_STAT_MAP_CGROUP),
+                cfg.programs.net_stat_dc ? gen.map("net_stat", NET_STAT_MAP_DC) : nullptr,
                 gen.map("net_stat", NET_STAT_MAP_ERRORS)};
     }
 

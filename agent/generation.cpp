@@ -54,10 +54,8 @@ bool prepare(const config& cfg, std::string_view object, ebpf::collection_spec& 
         }
     }
     if (object == "net_stat") {
-        return set_max_entries(spec, NET_STAT_MAP_TX, cfg.net_stat_max_cgroups, error) &&
-               set_max_entries(spec, NET_STAT_MAP_RX, cfg.net_stat_max_cgroups, error) &&
-               set_max_entries(spec, NET_STAT_MAP_DC_TX, cfg.net_stat_max_dc_entries, error) &&
-               set_max_entries(spec, NET_STAT_MAP_DC_RX, cfg.net_stat_max_dc_entries, error);
+        return set_max_entries(spec, NET_STAT_MAP_CGROUP, cfg.net_stat_max_cgroups, error) &&
+               set_max_entries(spec, NET_STAT_MAP_DC, cfg.net_stat_max_dc_entries, error);
     }
     return true;
 }

@@ -11,8 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
-#include <system_error>
-#include <thread>
 
 namespace agent {
 
@@ -31,41 +29,49 @@ bool unsupported(int e) {
 }
 
 ebpf::result<void> check_layout(const ebpf::map& m, std::initializer_list<uint32_t> types,
-                                uint32_t key_size, const char* key_type) {
+                                uint32_t key_size, const char* key_type, uint32_t value_size,
+                                const char* value_type) {
     if (std::find(types.begin(), types.end(), m.type()) == types.end() ||
-        m.key_size() != key_size || m.value_size() != sizeof(net_stat_value)) {
+        m.key_size() != key_size || m.value_size() != value_size) {
         return ebpf::error(EINVAL, "read counter map " + m.name(),
                            "type " + std::to_string(m.type()) + ", key " +
                                std::to_string(m.key_size()) + " bytes, value " +
                                std::to_string(m.value_size()) + " bytes; expected a per-CPU " +
-                               key_type + " -> struct net_stat_value map");
+                               key_type + " -> " + value_type + " map");
     }
     return {};
 }
 
 ebpf::result<void> check_hash(const ebpf::map& m, uint32_t key_size, const char* key_type) {
     return check_layout(m, {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH}, key_size,
-                        key_type);
+                        key_type, sizeof(net_stat_counters), "struct net_stat_counters");
 }
 
-// Sums one per-CPU value buffer (one 16-byte slot per possible CPU).
-net_stat_value sum_cpus(const std::byte* v, size_t buffer_bytes) {
-    net_stat_value s{};
-    for (size_t off = 0; off + sizeof(net_stat_value) <= buffer_bytes;
-         off += sizeof(net_stat_value)) {
-        net_stat_value c;
-        std::memcpy(&c, v + off, sizeof c);
-        s.bytes += c.bytes;
-        s.packets += c.packets;
+// Sums one per-CPU value buffer (one slot of sizeof(V) bytes per possible CPU); V is a struct
+// of __u64 counters only.
+template <class V>
+V sum_cpus(const std::byte* v, size_t buffer_bytes) {
+    static_assert(sizeof(V) % sizeof(uint64_t) == 0);
+    constexpr size_t words = sizeof(V) / sizeof(uint64_t);
+    uint64_t s[words] = {};
+    for (size_t off = 0; off + sizeof(V) <= buffer_bytes; off += sizeof(V)) {
+        uint64_t c[words];
+        std::memcpy(c, v + off, sizeof c);
+        for (size_t w = 0; w < words; ++w) {
+            s[w] += c[w];
+        }
     }
-    return s;
+    V out;
+    std::memcpy(&out, s, sizeof out);
+    return out;
 }
 
-// Calls f(const std::byte* key, const net_stat_value& sum) for every entry of a per-CPU hash;
-// returns how many there were.
+// Calls f(const std::byte* key, const net_stat_counters& sum) for every entry of a per-CPU
+// hash; returns how many there were. Sets `iterated` when it read key by key (asked to, or
+// batches unsupported), which can give a key twice.
 template <class F>
 ebpf::result<uint64_t> read_map(ebpf::map& m, read_mode mode, std::vector<std::byte>& keys,
-                                std::vector<std::byte>& values, F&& f) {
+                                std::vector<std::byte>& values, F&& f, bool& iterated) {
     const size_t ks = m.key_size();
     const size_t vs = m.value_buffer_size();
     uint64_t n = 0;
@@ -87,7 +93,7 @@ ebpf::result<uint64_t> read_map(ebpf::map& m, read_mode mode, std::vector<std::b
                 return std::move(got).error().context("read counter map " + m.name());
             }
             for (uint32_t i = 0; i < *got; ++i) {
-                f(keys.data() + i * ks, sum_cpus(values.data() + i * vs, vs));
+                f(keys.data() + i * ks, sum_cpus<net_stat_counters>(values.data() + i * vs, vs));
             }
             n += *got;
         }
@@ -95,6 +101,7 @@ ebpf::result<uint64_t> read_map(ebpf::map& m, read_mode mode, std::vector<std::b
             return n;
         }
     }
+    iterated = true;
     keys.resize(2 * ks);
     values.resize(vs);
     std::byte* prev = nullptr;
@@ -112,7 +119,7 @@ ebpf::result<uint64_t> read_map(ebpf::map& m, read_mode mode, std::vector<std::b
             return std::move(found).error().context("read counter map " + m.name());
         }
         if (*found) {  // else deleted since next_key gave it
-            f(cur, sum_cpus(values.data(), vs));
+            f(cur, sum_cpus<net_stat_counters>(values.data(), vs));
             ++n;
         }
         prev = cur;
@@ -229,133 +236,82 @@ size_t utf8_sequence(const unsigned char* p, size_t n) {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-namespace {
-
-// Reads one direction's maps: the entries of its source (the dc map when there is one) and the
-// cgroup ids of a per-cgroup map that is not the source.
-ebpf::result<void> read_side(ebpf::map* dc, ebpf::map* plain, read_mode mode,
-                             detail::side_read& s) {
-    s.keys.clear();
-    s.values.clear();
-    s.other_ids.clear();
-    s.fills.clear();
-    ebpf::map* const source = dc ? dc : plain;
-    for (ebpf::map* m : {dc, plain}) {
-        if (!m) {
-            continue;
-        }
-        const bool is_dc = m == dc;
-        const bool is_source = m == source;
-        auto n = read_map(*m, mode, s.key_buf, s.value_buf,
-                          [&](const std::byte* key, const net_stat_value& v) {
-                              detail::row_key k{};
-                              if (is_dc) {
-                                  net_stat_dc_key dk;
-                                  std::memcpy(&dk, key, sizeof dk);
-                                  k = {dk.cgroup_id, dk.dc, dk.net_type};
-                              } else {
-                                  std::memcpy(&k.cgroup_id, key, sizeof k.cgroup_id);
-                              }
-                              if (is_source) {
-                                  s.keys.push_back(k);
-                                  s.values.push_back(v);
-                              } else {
-                                  s.other_ids.push_back(k.cgroup_id);
-                              }
-                          });
-        if (!n) {
-            return std::move(n).error();
-        }
-        s.fills.push_back({m->name(), *n, m->max_entries()});
-    }
-    return {};
-}
-
-}  // namespace
-
 ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out, read_mode mode) {
     out.rows.clear();
-    out.index_.clear();
     out.fills.clear();
     out.other_ids.clear();
     out.uncounted = {};
     out.has_errors = false;
 
-    for (ebpf::map* m : {maps.tx, maps.rx}) {
-        if (m) {
-            EBPF_TRY(check_hash(*m, sizeof(net_stat_key), "struct net_stat_key"));
-        }
+    if (maps.cgroup) {
+        EBPF_TRY(check_hash(*maps.cgroup, sizeof(net_stat_key), "struct net_stat_key"));
     }
-    for (ebpf::map* m : {maps.dc_tx, maps.dc_rx}) {
-        if (m) {
-            EBPF_TRY(check_hash(*m, sizeof(net_stat_dc_key), "struct net_stat_dc_key"));
-        }
+    if (maps.dc) {
+        EBPF_TRY(check_hash(*maps.dc, sizeof(net_stat_dc_key), "struct net_stat_dc_key"));
     }
     if (maps.errors) {
-        EBPF_TRY(check_layout(*maps.errors, {BPF_MAP_TYPE_PERCPU_ARRAY}, 4, "__u32"));
+        EBPF_TRY(check_layout(*maps.errors, {BPF_MAP_TYPE_PERCPU_ARRAY}, 4, "__u32",
+                              sizeof(net_stat_value), "struct net_stat_value"));
     }
 
-    // Most of a read is the kernel copying per-CPU values out (some 250 ns an entry), so the
-    // receive maps are read on a second thread while this one reads the transmit maps.
-    detail::side_read& tx = out.sides_[0];
-    detail::side_read& rx = out.sides_[1];
-    ebpf::result<void> tx_read, rx_read;
-    bool parallel = (maps.dc_tx || maps.tx) && (maps.dc_rx || maps.rx);
-    if (parallel) {
-        try {
-            std::thread helper([&] { rx_read = read_side(maps.dc_rx, maps.rx, mode, rx); });
-            tx_read = read_side(maps.dc_tx, maps.tx, mode, tx);
-            helper.join();
-        } catch (const std::system_error&) {
-            parallel = false;  // no thread to be had: read one after the other
+    // The source: one row per entry, both directions. One thread reads both maps: reading the
+    // small per-cgroup map on a second one meanwhile gained 1-2 ms of some 43
+    // (bench/agent_bench.cpp, 2 CPUs).
+    if (ebpf::map* const source = maps.dc ? maps.dc : maps.cgroup) {
+        const bool is_dc = source == maps.dc;
+        bool iterated = false;
+        auto n = read_map(
+            *source, mode, out.key_buf_, out.value_buf_,
+            [&](const std::byte* key, const net_stat_counters& v) {
+                detail::row_key k{};
+                if (is_dc) {
+                    net_stat_dc_key dk;
+                    std::memcpy(&dk, key, sizeof dk);
+                    k = {dk.cgroup_id, dk.dc, dk.net_type};
+                } else {
+                    std::memcpy(&k.cgroup_id, key, sizeof k.cgroup_id);
+                }
+                out.rows.push_back({k.cgroup_id, k.dc, k.net_type, v.rx_bytes, v.rx_packets,
+                                    v.tx_bytes, v.tx_packets});
+            },
+            iterated);
+        if (!n) {
+            return std::move(n).error();
         }
-    }
-    if (!parallel) {
-        tx_read = read_side(maps.dc_tx, maps.tx, mode, tx);
-        if (tx_read) {
-            rx_read = read_side(maps.dc_rx, maps.rx, mode, rx);
-        }
-    }
-    EBPF_TRY(tx_read);
-    EBPF_TRY(rx_read);
-
-    // Join the two directions into one row per key.
-    out.rows.reserve(std::max(tx.keys.size(), rx.keys.size()));
-    for (int side = 0; side < 2; ++side) {
-        const detail::side_read& s = out.sides_[side];
-        for (size_t i = 0; i < s.keys.size(); ++i) {
-            const detail::row_key& k = s.keys[i];
-            auto [pos, added] = out.index_.insert(k);
-            if (added) {
-                traffic_row& r = out.rows.emplace_back();
-                r.cgroup_id = k.cgroup_id;
-                r.dc = k.dc;
-                r.net_type = k.net_type;
+        out.fills.push_back({source->name(), *n, source->max_entries()});
+        // A batch read visits each hash bucket once, so it gives each key once; an iteration
+        // that a concurrent delete restarts can give a key twice: its last values (the newer
+        // ones) stay.
+        if (iterated) {
+            out.dedup_.clear();
+            size_t kept = 0;
+            for (const traffic_row& r : out.rows) {
+                auto [pos, added] = out.dedup_.insert({r.cgroup_id, r.dc, r.net_type});
+                out.rows[added ? kept++ : pos] = r;
             }
-            traffic_row& r = out.rows[pos];
-            if (side == 0) {
-                r.tx_bytes += s.values[i].bytes;
-                r.tx_packets += s.values[i].packets;
-            } else {
-                r.rx_bytes += s.values[i].bytes;
-                r.rx_packets += s.values[i].packets;
-            }
+            out.rows.resize(kept);
         }
     }
-    // Fills in a fixed order: dc_tx, dc_rx, tx, rx (those that exist).
-    for (size_t i = 0; i < 2; ++i) {
-        for (const detail::side_read* s : {&tx, &rx}) {
-            if (i < s->fills.size()) {
-                out.fills.push_back(s->fills[i]);
-            }
+    // The per-cgroup map when it is not the source: its fill, and its ids for deletion.
+    if (maps.dc && maps.cgroup) {
+        bool iterated = false;
+        auto n = read_map(
+            *maps.cgroup, mode, out.key_buf_, out.value_buf_,
+            [&](const std::byte* key, const net_stat_counters&) {
+                uint64_t id;
+                std::memcpy(&id, key, sizeof id);
+                out.other_ids.push_back(id);
+            },
+            iterated);
+        if (!n) {
+            return std::move(n).error();
         }
+        out.fills.push_back({maps.cgroup->name(), *n, maps.cgroup->max_entries()});
     }
-    out.other_ids.insert(out.other_ids.end(), tx.other_ids.begin(), tx.other_ids.end());
-    out.other_ids.insert(out.other_ids.end(), rx.other_ids.begin(), rx.other_ids.end());
 
     if (maps.errors) {
         out.has_errors = true;
-        std::vector<std::byte>& buf = tx.value_buf;
+        std::vector<std::byte>& buf = out.value_buf_;
         buf.resize(maps.errors->value_buffer_size());
         for (uint32_t i = 0; i < NET_STAT_ERR_MAX && i < maps.errors->max_entries(); ++i) {
             auto found = maps.errors->lookup(&i, buf.data());
@@ -363,7 +319,7 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
                 return std::move(found).error().context("read counter map " + maps.errors->name());
             }
             if (*found) {
-                out.uncounted[i] = sum_cpus(buf.data(), buf.size());
+                out.uncounted[i] = sum_cpus<net_stat_value>(buf.data(), buf.size());
             }
         }
     }
@@ -372,14 +328,14 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
 
 ebpf::result<void> delete_cgroups(const counter_maps& maps, std::span<const uint64_t> gone,
                                   std::span<const traffic_row> keys,
-                                  std::vector<deleted_row>& deleted) {
+                                  std::vector<traffic_row>& deleted) {
     detail::flat_index<uint64_t, detail::id_hash> dead;
     for (uint64_t id : gone) {
         dead.insert(id);
     }
     std::vector<std::byte> buf;
-    // Deletes `key` and returns its final value (0 when absent).
-    auto take = [&](ebpf::map& m, const void* key, net_stat_value& v) -> ebpf::result<void> {
+    // Deletes `key` and returns its final values (0 when absent).
+    auto take = [&](ebpf::map& m, const void* key, net_stat_counters& v) -> ebpf::result<void> {
         v = {};
         buf.resize(m.value_buffer_size());
         auto r = m.lookup_and_erase(key, buf.data());
@@ -391,7 +347,7 @@ ebpf::result<void> delete_cgroups(const counter_maps& maps, std::span<const uint
                 return std::move(found).error().context("delete from map " + m.name());
             }
             if (*found) {
-                v = sum_cpus(buf.data(), buf.size());
+                v = sum_cpus<net_stat_counters>(buf.data(), buf.size());
                 auto erased = m.erase(key);
                 if (!erased) {
                     return std::move(erased).error().context("delete from map " + m.name());
@@ -403,67 +359,38 @@ ebpf::result<void> delete_cgroups(const counter_maps& maps, std::span<const uint
             return std::move(r).error().context("delete from map " + m.name());
         }
         if (*r) {
-            v = sum_cpus(buf.data(), buf.size());
+            v = sum_cpus<net_stat_counters>(buf.data(), buf.size());
         }
         return {};
     };
-    // Deletes a row's key from one direction's source map (nothing to do when there is no
-    // such map, or it is a per-cgroup map and the row is not its (cgroup, 0, 0) row).
-    auto take_row = [&](ebpf::map* m, bool dc_map, const traffic_row& row,
-                        net_stat_value& v) -> ebpf::result<void> {
-        v = {};
-        if (!m) {
-            return {};
-        }
-        if (dc_map) {
-            net_stat_dc_key k{row.cgroup_id, row.dc, row.net_type};
-            return take(*m, &k, v);
-        }
-        if (row.dc != 0 || row.net_type != 0) {
-            return {};  // a per-cgroup map holds only the (cgroup, 0, 0) row
-        }
-        net_stat_key k{row.cgroup_id};
-        return take(*m, &k, v);
-    };
 
-    ebpf::map* const tx_source = maps.dc_tx ? maps.dc_tx : maps.tx;
-    ebpf::map* const rx_source = maps.dc_rx ? maps.dc_rx : maps.rx;
-    for (const traffic_row& row : keys) {
-        if (dead.find(row.cgroup_id) == dead.npos) {
-            continue;
+    ebpf::map* const source = maps.dc ? maps.dc : maps.cgroup;
+    if (source) {
+        for (const traffic_row& row : keys) {
+            if (dead.find(row.cgroup_id) == dead.npos) {
+                continue;
+            }
+            net_stat_counters v;
+            if (source == maps.dc) {
+                const net_stat_dc_key k{row.cgroup_id, row.dc, row.net_type};
+                EBPF_TRY(take(*source, &k, v));
+            } else if (row.dc == 0 && row.net_type == 0) {
+                const net_stat_key k{row.cgroup_id};
+                EBPF_TRY(take(*source, &k, v));
+            } else {
+                continue;  // a per-cgroup map holds only the (cgroup, 0, 0) row
+            }
+            deleted.push_back({row.cgroup_id, row.dc, row.net_type, v.rx_bytes, v.rx_packets,
+                               v.tx_bytes, v.tx_packets});
         }
-        deleted_row d;
-        d.last.cgroup_id = row.cgroup_id;
-        d.last.dc = row.dc;
-        d.last.net_type = row.net_type;
-        net_stat_value v;
-        auto r = take_row(rx_source, rx_source == maps.dc_rx, row, v);
-        if (!r) {
-            return r;
-        }
-        d.rx = true;
-        d.last.rx_bytes = v.bytes;
-        d.last.rx_packets = v.packets;
-        r = take_row(tx_source, tx_source == maps.dc_tx, row, v);
-        if (!r) {
-            deleted.push_back(d);
-            return r;
-        }
-        d.tx = true;
-        d.last.tx_bytes = v.bytes;
-        d.last.tx_packets = v.packets;
-        deleted.push_back(d);
     }
-    // The per-cgroup maps that are not sources only count what the dc maps break down.
-    for (ebpf::map* m : {maps.tx, maps.rx}) {
-        if (!m || m == tx_source || m == rx_source) {
-            continue;
-        }
+    // The per-cgroup map, when it is not the source, only counts what the dc map breaks down.
+    if (maps.cgroup && maps.cgroup != source) {
         for (uint64_t id : gone) {
-            net_stat_key k{id};
-            auto r = m->erase(&k);
+            const net_stat_key k{id};
+            auto r = maps.cgroup->erase(&k);
             if (!r) {
-                return std::move(r).error().context("delete from map " + m->name());
+                return std::move(r).error().context("delete from map " + maps.cgroup->name());
             }
         }
     }
@@ -920,18 +847,20 @@ void render_self(const self_state& self, const counter_snapshot& snapshot, size_
         }
     }
     if (snapshot.has_errors) {
-        static constexpr const char* maps[NET_STAT_ERR_MAX] = {
-            NET_STAT_MAP_TX, NET_STAT_MAP_RX, NET_STAT_MAP_DC_TX, NET_STAT_MAP_DC_RX};
         put_help(out, "ebpf_agent_uncounted_bytes_total",
                  "Bytes the counter map could not count because it was full.", "counter");
         for (uint32_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
-            put_sample(out, "ebpf_agent_uncounted_bytes_total", {{"map", maps[i]}},
+            const uncounted_slot& u = uncounted_slots[i];
+            put_sample(out, "ebpf_agent_uncounted_bytes_total",
+                       {{"map", u.map}, {"direction", u.direction}},
                        double(snapshot.uncounted[i].bytes));
         }
         put_help(out, "ebpf_agent_uncounted_packets_total",
                  "Packets the counter map could not count because it was full.", "counter");
         for (uint32_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
-            put_sample(out, "ebpf_agent_uncounted_packets_total", {{"map", maps[i]}},
+            const uncounted_slot& u = uncounted_slots[i];
+            put_sample(out, "ebpf_agent_uncounted_packets_total",
+                       {{"map", u.map}, {"direction", u.direction}},
                        double(snapshot.uncounted[i].packets));
         }
     }
@@ -1060,35 +989,15 @@ ebpf::result<void> metrics_collector::collect(clock::time_point now) {
         deleting = delete_cgroups(maps_, gone, snapshot_.rows, deleted_);
         // What was deleted leaves the live rows and goes to the retired counts, also when the
         // deletion stopped part way.
-        std::vector<bool> drop(snapshot_.rows.size());
-        for (const deleted_row& d : deleted_) {
-            const traffic_row& l = d.last;
+        detail::flat_index<detail::row_key, detail::row_key_hash> dropped;
+        for (const traffic_row& l : deleted_) {
             rollup_.retire(names_.lookup(l.cgroup_id).path, l.dc, l.net_type,
                            {l.rx_bytes, l.rx_packets, l.tx_bytes, l.tx_packets}, now);
-            const uint32_t i = snapshot_.find(l.cgroup_id, l.dc, l.net_type);
-            if (i == snapshot_.npos) {
-                continue;
-            }
-            traffic_row& r = snapshot_.rows[i];
-            if (d.rx) {
-                r.rx_bytes = r.rx_packets = 0;
-            }
-            if (d.tx) {
-                r.tx_bytes = r.tx_packets = 0;
-            }
-            drop[i] = d.rx && d.tx;
+            dropped.insert({l.cgroup_id, l.dc, l.net_type});
         }
-        size_t kept = 0;
-        for (size_t i = 0; i < snapshot_.rows.size(); ++i) {
-            if (!drop[i]) {
-                snapshot_.rows[kept++] = snapshot_.rows[i];
-            }
-        }
-        snapshot_.rows.resize(kept);
-        snapshot_.index_.clear();
-        for (const traffic_row& r : snapshot_.rows) {
-            snapshot_.index_.insert({r.cgroup_id, r.dc, r.net_type});
-        }
+        std::erase_if(snapshot_.rows, [&](const traffic_row& r) {
+            return dropped.find({r.cgroup_id, r.dc, r.net_type}) != dropped.npos;
+        });
         if (deleting) {
             retired_cgroups_ += gone.size();
         }

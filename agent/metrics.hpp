@@ -125,19 +125,23 @@ struct map_fill {
     uint64_t max_entries = 0;
 };
 
-namespace detail {
-// One direction's part of a read (read_counters), kept between scrapes for its buffers.
-struct side_read {
-    std::vector<row_key> keys;
-    std::vector<net_stat_value> values;
-    std::vector<uint64_t> other_ids;
-    std::vector<map_fill> fills;
-    std::vector<std::byte> key_buf, value_buf;
-};
-}  // namespace detail
-
 // ---------------------------------------------------------------------------------------------
 // Reading the maps
+
+// What an index of the errors map (enum net_stat_error) stands for: the counter map that was
+// full and the direction whose traffic it could not take.
+struct uncounted_slot {
+    const char* map;        // NET_STAT_MAP_CGROUP or NET_STAT_MAP_DC
+    const char* direction;  // "receive" or "transmit", as in the traffic families' names
+};
+inline constexpr uncounted_slot uncounted_slots[NET_STAT_ERR_MAX] = {
+    {NET_STAT_MAP_CGROUP, "transmit"},
+    {NET_STAT_MAP_CGROUP, "receive"},
+    {NET_STAT_MAP_DC, "transmit"},
+    {NET_STAT_MAP_DC, "receive"},
+};
+static_assert(NET_STAT_ERR_CGROUP_TX_FULL == 0 && NET_STAT_ERR_CGROUP_RX_FULL == 1 &&
+              NET_STAT_ERR_DC_TX_FULL == 2 && NET_STAT_ERR_DC_RX_FULL == 3);
 
 // The traffic of one (cgroup, peer datacenter, peer network type), summed over CPUs.
 struct traffic_row {
@@ -147,43 +151,34 @@ struct traffic_row {
     uint64_t rx_bytes = 0, rx_packets = 0, tx_bytes = 0, tx_packets = 0;
 };
 
-// net_stat's maps as the daemon holds them (NET_STAT_MAP_* in net_stat.h); any may be null
-// because net_stat may run without the dc programs or the other way round.
+// net_stat's maps as the daemon holds them (NET_STAT_MAP_* in net_stat.h); any may be null.
+// The daemon passes the dc map only when the dc programs are enabled: the object creates it
+// either way, and an empty source would hide the per-cgroup counts.
 struct counter_maps {
-    ebpf::map* tx = nullptr;      // stat_tx: net_stat_key -> net_stat_value per CPU
-    ebpf::map* rx = nullptr;      // stat_rx
-    ebpf::map* dc_tx = nullptr;   // stat_dc_tx: net_stat_dc_key -> net_stat_value per CPU
-    ebpf::map* dc_rx = nullptr;   // stat_dc_rx
+    ebpf::map* cgroup = nullptr;  // stat_cgroup: net_stat_key -> net_stat_counters per CPU
+    ebpf::map* dc = nullptr;      // stat_dc: net_stat_dc_key -> net_stat_counters per CPU
     ebpf::map* errors = nullptr;  // stat_errors: enum net_stat_error -> net_stat_value per CPU
 };
 
 // What one read of the counter maps found.
 struct counter_snapshot {
-    // One row per (cgroup, dc, net type), in no particular order. For each direction the dc map
-    // is the source when it exists; the per-cgroup map is the source (rows with dc = net = 0,
-    // rendered dc="other", net="other") only when the dc map of that direction is absent. The
-    // two are never added together: the dc maps break down the same traffic the per-cgroup
-    // maps count.
+    // One row per (cgroup, dc, net type), in no particular order. The dc map is the source when
+    // it exists; the per-cgroup map is the source (rows with dc = net = 0, rendered dc="other",
+    // net="other") only when the dc map is absent. The two are never added together: the dc
+    // map breaks down the same traffic the per-cgroup map counts.
     std::vector<traffic_row> rows;
     // Traffic not counted because a counter map was full, by enum net_stat_error.
     std::array<net_stat_value, NET_STAT_ERR_MAX> uncounted{};
     bool has_errors = false;  // the errors map exists
-    // The entries of each counter map that exists (all four are read, sources or not).
+    // The entries of each counter map that exists (both are read, source or not): dc first.
     std::vector<map_fill> fills;
-    // The cgroup ids of the per-cgroup maps when they are not sources, so that the keys of
-    // removed cgroups are deleted from them too (repeats allowed).
+    // The cgroup ids of the per-cgroup map when it is not the source, so that the keys of
+    // removed cgroups are deleted from it too (repeats allowed).
     std::vector<uint64_t> other_ids;
 
-    // Returns the index in `rows` of (cgroup, dc, net type), or npos; valid until the rows
-    // change.
-    uint32_t find(uint64_t cgroup_id, uint32_t dc, uint32_t net_type) const {
-        return index_.find({cgroup_id, dc, net_type});
-    }
-    static constexpr uint32_t npos = UINT32_MAX;
-
     // The reader's buffers, kept between scrapes.
-    detail::flat_index<detail::row_key, detail::row_key_hash> index_;
-    detail::side_read sides_[2];  // transmit, receive
+    detail::flat_index<detail::row_key, detail::row_key_hash> dedup_;
+    std::vector<std::byte> key_buf_, value_buf_;
 };
 
 enum class read_mode {
@@ -192,28 +187,21 @@ enum class read_mode {
 };
 
 // Reads the counter maps into `out`, reusing its buffers. Each present map must have the
-// layout net_stat.h gives (an error names the map that does not). The receive maps are read on
-// a second thread meanwhile the transmit maps are read on this one: most of a read is the
-// kernel copying per-CPU values out, some 250 ns an entry (bench/agent_bench.cpp).
+// layout net_stat.h gives (an error names the map that does not). Most of a read is the kernel
+// walking the hash, some 400 ns an entry (bench/agent_bench.cpp), hence one entry per key for
+// both directions.
 ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out,
                                  read_mode mode = read_mode::batch);
 
-// A key of a removed cgroup deleted from the counter maps, with its final values (summed over
-// CPUs, read by the deletion itself where the kernel can: BPF_MAP_LOOKUP_AND_DELETE_ELEM on
-// hashes, 5.14+).
-struct deleted_row {
-    traffic_row last;  // values of the directions deleted; 0 for the others
-    bool rx = false;   // deleted from the rx source map (or absent there)
-    bool tx = false;   // deleted from the tx source map (or absent there)
-};
-
-// Deletes the keys of the cgroups `gone` from every counter map: from the dc maps the keys
-// that `keys` (the rows of the last read) list for them, from the per-cgroup maps their one
-// key. Appends what it deleted from the source maps (see counter_snapshot::rows) to `deleted`,
-// also when it fails part way.
+// Deletes the keys of the cgroups `gone` from the counter maps: from the dc map the keys that
+// `keys` (the rows of the last read) list for them, from the per-cgroup map their one key.
+// Appends each row it deleted from the source map (see counter_snapshot::rows) with its final
+// values, both directions, summed over CPUs (read by the deletion itself where the kernel can:
+// BPF_MAP_LOOKUP_AND_DELETE_ELEM on hashes, 5.14+; 0 when the key was already gone), also when
+// it fails part way.
 ebpf::result<void> delete_cgroups(const counter_maps& maps, std::span<const uint64_t> gone,
                                   std::span<const traffic_row> keys,
-                                  std::vector<deleted_row>& deleted);
+                                  std::vector<traffic_row>& deleted);
 
 // ---------------------------------------------------------------------------------------------
 // Roll-up and cardinality
@@ -460,7 +448,7 @@ class metrics_collector {
     counter_snapshot snapshot_;
     std::vector<uint64_t> ids_;
     detail::flat_index<uint64_t, detail::id_hash> id_set_;
-    std::vector<deleted_row> deleted_;
+    std::vector<traffic_row> deleted_;
     std::string walk_error_;
     uint64_t retired_cgroups_ = 0;
 };

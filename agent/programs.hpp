@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "net_stat.h"
 
 namespace agent {
 
@@ -58,8 +59,10 @@ struct counter_map_def {
 
 // Maps whose contents are counters: reused by a reload and, in keep mode, across restarts.
 inline constexpr counter_map_def counter_map_defs[] = {
-    {"net_stat", "stat_tx"},    {"net_stat", "stat_rx"},     {"net_stat", "stat_dc_tx"},
-    {"net_stat", "stat_dc_rx"}, {"net_stat", "stat_errors"}, {"tcp_rto", "tcp_rto_stats"},
+    {"net_stat", NET_STAT_MAP_CGROUP},
+    {"net_stat", NET_STAT_MAP_DC},
+    {"net_stat", NET_STAT_MAP_ERRORS},
+    {"tcp_rto", "tcp_rto_stats"},
 };
 
 inline bool is_counter_map(std::string_view object, std::string_view map) {

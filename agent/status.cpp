@@ -189,8 +189,7 @@ namespace {
 bool open_counter_maps(const config& cfg, std::map<std::string, ebpf::map>& out,
                        std::string& where) {
     const nlohmann::json state = read_state(cfg);
-    for (const char* name : {NET_STAT_MAP_TX, NET_STAT_MAP_RX, NET_STAT_MAP_DC_TX,
-                             NET_STAT_MAP_DC_RX, NET_STAT_MAP_ERRORS}) {
+    for (const char* name : {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC, NET_STAT_MAP_ERRORS}) {
         const std::string key = std::string("net_stat/") + name;
         if (!state.is_null() && state["maps"].contains(key)) {
             if (auto m = ebpf::map::from_id(state["maps"][key].get<uint32_t>())) {
@@ -223,8 +222,10 @@ int run_stats(const config& cfg, output_format format, std::ostream& out) {
         auto it = maps.find(n);
         return it == maps.end() ? nullptr : &it->second;
     };
-    counter_maps cm{get(NET_STAT_MAP_TX), get(NET_STAT_MAP_RX), get(NET_STAT_MAP_DC_TX),
-                    get(NET_STAT_MAP_DC_RX), get(NET_STAT_MAP_ERRORS)};
+    // As the daemon reads them: the dc map is the source only with the dc programs enabled.
+    counter_maps cm{get(NET_STAT_MAP_CGROUP),
+                    cfg.programs.net_stat_dc ? get(NET_STAT_MAP_DC) : nullptr,
+                    get(NET_STAT_MAP_ERRORS)};
     counter_snapshot snap;
     if (auto r = read_counters(cm, snap); !r) {
         log_error("read the counters", {{"error", r.error().message()}});
@@ -271,10 +272,10 @@ int run_stats(const config& cfg, output_format format, std::ostream& out) {
         }
         j["rows"] = rows;
         nlohmann::json uncounted = nlohmann::json::object();
-        const char* err_names[] = {"stat_tx", "stat_rx", "stat_dc_tx", "stat_dc_rx"};
         for (size_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
-            uncounted[err_names[i]] = {{"bytes", snap.uncounted[i].bytes},
-                                       {"packets", snap.uncounted[i].packets}};
+            const uncounted_slot& u = uncounted_slots[i];
+            uncounted[u.map][u.direction] = {{"bytes", snap.uncounted[i].bytes},
+                                             {"packets", snap.uncounted[i].packets}};
         }
         j["uncounted"] = uncounted;
         out << j.dump(2) << "\n";

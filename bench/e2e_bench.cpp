@@ -27,8 +27,8 @@
 //   e2e_bench [pairs] [round_trips] [connections] [--all | --only=prog,...] [--cpu=n] [--stats]
 //
 // Defaults: 30 pairs, 5000 round trips, 1000 connections, the programs the agent's default
-// config attaches (tcp_rto, tcp_tos, net_stat_dc_tx, net_stat_dc_rx; the dc programs' maps also
-// give the per-cgroup totals, so net_stat_tx/rx are off by default). --all attaches all seven;
+// config attaches (tcp_rto, tcp_tos, net_stat_dc_tx, net_stat_dc_rx; the dc programs' map also
+// gives the per-cgroup totals, so net_stat_tx/rx are off by default). --all attaches all seven;
 // --only just the named programs, to see where the cost is. --stats turns on the kernel's run-time
 // statistics and prints each program's runs and time per request (the statistics cost time of their
 // own).
@@ -621,7 +621,7 @@ int main(int argc, char** argv) {
     int pairs = 30;
     uint32_t round_trips = 5000, connections = 1000;
     // By default the programs the agent's default config attaches; --all adds tclass_lock and
-    // the per-cgroup net_stat_tx/rx, whose counts the dc programs' maps already hold.
+    // the per-cgroup net_stat_tx/rx, whose counts the dc programs' map already holds.
     std::string only = ",tcp_rto,tcp_tos,net_stat_dc_tx,net_stat_dc_rx,";
     int cpu = -1;
     {

@@ -8,13 +8,21 @@
 /* Map names (at most 15 characters: the kernel keeps no more), as the agent and the tests
  * look them up.
  *
- * NET_STAT_MAP_TX, NET_STAT_MAP_RX: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_key ->
- *   struct net_stat_value. Traffic of each cgroup (the cgroup of the socket, never the
- *   current task's). Sum the per-CPU values.
- * NET_STAT_MAP_DC_TX, NET_STAT_MAP_DC_RX: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_dc_key ->
- *   struct net_stat_value. The same broken down by the peer's (datacenter, network type), found
- *   from the packet's address (egress: destination, ingress: source). A peer in no known
- *   network is counted under dc 0, net type 0.
+ * NET_STAT_MAP_CGROUP: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_key ->
+ *   struct net_stat_counters. Traffic of each cgroup (the cgroup of the socket, never the
+ *   current task's), both directions in one entry: net_stat_tx adds to tx_*, net_stat_rx to
+ *   rx_*. Sum the per-CPU values.
+ * NET_STAT_MAP_DC: BPF_MAP_TYPE_PERCPU_HASH, struct net_stat_dc_key -> struct net_stat_counters.
+ *   The same broken down by the peer's (datacenter, network type), found from the packet's
+ *   address (egress: destination, ingress: source); net_stat_dc_tx adds to tx_*,
+ *   net_stat_dc_rx to rx_*. A peer in no known network is counted under dc 0, net type 0.
+ *   One entry for both directions (not a map per direction) halves the entries a reader
+ *   walks: a batch read of a per-CPU hash costs the kernel some 400 ns per entry, little of it
+ *   in copying the value (it locks and copies out each bucket on its own). Measured with
+ *   bench/agent_bench.cpp, 10,000 cgroups x 8 dcs on 2 CPUs: 50-56 ms to read a map per
+ *   direction (2 x 80,000 + 2 x 10,000 entries, on two threads), 37-41 ms to read these two
+ *   maps (80,000 + 10,000 entries, on one). The programs' cost did not change: +42..44 ns
+ *   (net_stat_tx) and +68..71 ns (net_stat_dc_tx) over an empty program, as before.
  * NET_STAT_MAP_NETWORKS: BPF_MAP_TYPE_HASH, struct net_stat_prefix -> struct net_stat_network.
  *   The operators' networks, each stored with the address bits past its prefix length cleared;
  *   IPv4 prefixes are stored v4-mapped (::ffff:a.b.c.d) with 96 added to the prefix length
@@ -35,17 +43,15 @@
  *   leaves connected sockets on their old answer, so the agent loads a new collection with the
  *   new table (and the same counter maps) instead. Measured with the cache: +68 ns for a known
  *   and for an unknown peer alike.
- * NET_STAT_MAP_ERRORS: BPF_MAP_TYPE_PERCPU_ARRAY, __u32 index (enum net_stat_error) ->
- *   struct net_stat_value. Traffic that could not be counted because a counter map was full:
- *   never lost silently.
+ * NET_STAT_MAP_ERRORS: BPF_MAP_TYPE_PERCPU_ARRAY, __u32 index (enum net_stat_error: one per
+ *   counter map and direction) -> struct net_stat_value. Traffic that could not be counted
+ *   because a counter map was full: never lost silently.
  *
- * The four counter maps are sized by user space before load (the object's max_entries is a
+ * The two counter maps are sized by user space before load (the object's max_entries is a
  * placeholder); when one is full, a new key's traffic goes to the errors map. The agent removes
  * the keys of cgroups that no longer exist. */
-#define NET_STAT_MAP_TX "stat_tx"
-#define NET_STAT_MAP_RX "stat_rx"
-#define NET_STAT_MAP_DC_TX "stat_dc_tx"
-#define NET_STAT_MAP_DC_RX "stat_dc_rx"
+#define NET_STAT_MAP_CGROUP "stat_cgroup"
+#define NET_STAT_MAP_DC "stat_dc"
 #define NET_STAT_MAP_NETWORKS "networks"
 #define NET_STAT_MAP_NETWORK_LENS "network_lens"
 #define NET_STAT_MAP_ERRORS "stat_errors"
@@ -60,9 +66,19 @@ struct net_stat_dc_key {
     __u32 net_type; /* the peer's network type (backbone, fastbone...); 0: unknown */
 };
 
+/* Bytes are the IP length (skb->len: network header onwards, one header per GSO skb); packets
+ * are wire segments (max(1, gso_segs) per skb). */
+struct net_stat_counters {
+    __u64 rx_bytes;   /* ingress: added by net_stat_rx / net_stat_dc_rx */
+    __u64 rx_packets;
+    __u64 tx_bytes;   /* egress: added by net_stat_tx / net_stat_dc_tx */
+    __u64 tx_packets;
+};
+
+/* One direction's bytes and packets: the errors map's value. */
 struct net_stat_value {
-    __u64 bytes;   /* IP length (skb->len: network header onwards, one header per GSO skb) */
-    __u64 packets; /* wire segments: max(1, gso_segs) per skb */
+    __u64 bytes;
+    __u64 packets;
 };
 
 struct net_stat_prefix {
@@ -85,16 +101,17 @@ struct net_stat_prefix_lens {
 };
 
 enum net_stat_error {
-    NET_STAT_ERR_TX_FULL = 0, /* the map named by NET_STAT_MAP_TX was full */
-    NET_STAT_ERR_RX_FULL = 1,
-    NET_STAT_ERR_DC_TX_FULL = 2,
-    NET_STAT_ERR_DC_RX_FULL = 3,
+    NET_STAT_ERR_CGROUP_TX_FULL = 0, /* NET_STAT_MAP_CGROUP was full for net_stat_tx */
+    NET_STAT_ERR_CGROUP_RX_FULL = 1, /* ... for net_stat_rx */
+    NET_STAT_ERR_DC_TX_FULL = 2,     /* NET_STAT_MAP_DC was full for net_stat_dc_tx */
+    NET_STAT_ERR_DC_RX_FULL = 3,     /* ... for net_stat_dc_rx */
     NET_STAT_ERR_MAX = 4,
 };
 
 #ifdef __cplusplus
 static_assert(sizeof(struct net_stat_key) == 8, "net_stat_key");
 static_assert(sizeof(struct net_stat_dc_key) == 16, "net_stat_dc_key");
+static_assert(sizeof(struct net_stat_counters) == 32, "net_stat_counters");
 static_assert(sizeof(struct net_stat_value) == 16, "net_stat_value");
 static_assert(sizeof(struct net_stat_prefix) == 20, "net_stat_prefix");
 static_assert(sizeof(struct net_stat_network) == 8, "net_stat_network");
@@ -102,6 +119,7 @@ static_assert(sizeof(struct net_stat_prefix_lens) == 40, "net_stat_prefix_lens")
 #else
 _Static_assert(sizeof(struct net_stat_key) == 8, "net_stat_key");
 _Static_assert(sizeof(struct net_stat_dc_key) == 16, "net_stat_dc_key");
+_Static_assert(sizeof(struct net_stat_counters) == 32, "net_stat_counters");
 _Static_assert(sizeof(struct net_stat_value) == 16, "net_stat_value");
 _Static_assert(sizeof(struct net_stat_prefix) == 20, "net_stat_prefix");
 _Static_assert(sizeof(struct net_stat_network) == 8, "net_stat_network");

@@ -255,9 +255,10 @@ TEST(AgentMetricsExposition, RendersSelfMetricsExactly) {
                      {"tcp_rto", "cgroup_sock_ops", "multi", false, 43, 0}};
     self.maps = {{"networks", 12, 4096}};
     agent::counter_snapshot snap;
-    snap.fills = {{"stat_dc_tx", 3, 65536}};
+    snap.fills = {{"stat_dc", 3, 65536}};
     snap.has_errors = true;
     snap.uncounted[NET_STAT_ERR_DC_TX_FULL] = {1500, 1};
+    snap.uncounted[NET_STAT_ERR_CGROUP_RX_FULL] = {60, 2};
     agent::process_stats p{
         .resident_bytes = 4096000, .start_time = 1717999999.25, .cpu_seconds = 0.5, .open_fds = 17};
     std::string out;
@@ -294,26 +295,26 @@ TEST(AgentMetricsExposition, RendersSelfMetricsExactly) {
         "ebpf_agent_config_last_reload_success_timestamp_seconds 1718000000.5\n"
         "# HELP ebpf_agent_map_entries Entries in the BPF map.\n"
         "# TYPE ebpf_agent_map_entries gauge\n"
-        "ebpf_agent_map_entries{map=\"stat_dc_tx\"} 3\n"
+        "ebpf_agent_map_entries{map=\"stat_dc\"} 3\n"
         "ebpf_agent_map_entries{map=\"networks\"} 12\n"
         "# HELP ebpf_agent_map_max_entries The BPF map's capacity.\n"
         "# TYPE ebpf_agent_map_max_entries gauge\n"
-        "ebpf_agent_map_max_entries{map=\"stat_dc_tx\"} 65536\n"
+        "ebpf_agent_map_max_entries{map=\"stat_dc\"} 65536\n"
         "ebpf_agent_map_max_entries{map=\"networks\"} 4096\n"
         "# HELP ebpf_agent_uncounted_bytes_total Bytes the counter map could not count because "
         "it was full.\n"
         "# TYPE ebpf_agent_uncounted_bytes_total counter\n"
-        "ebpf_agent_uncounted_bytes_total{map=\"stat_tx\"} 0\n"
-        "ebpf_agent_uncounted_bytes_total{map=\"stat_rx\"} 0\n"
-        "ebpf_agent_uncounted_bytes_total{map=\"stat_dc_tx\"} 1500\n"
-        "ebpf_agent_uncounted_bytes_total{map=\"stat_dc_rx\"} 0\n"
+        "ebpf_agent_uncounted_bytes_total{map=\"stat_cgroup\",direction=\"transmit\"} 0\n"
+        "ebpf_agent_uncounted_bytes_total{map=\"stat_cgroup\",direction=\"receive\"} 60\n"
+        "ebpf_agent_uncounted_bytes_total{map=\"stat_dc\",direction=\"transmit\"} 1500\n"
+        "ebpf_agent_uncounted_bytes_total{map=\"stat_dc\",direction=\"receive\"} 0\n"
         "# HELP ebpf_agent_uncounted_packets_total Packets the counter map could not count "
         "because it was full.\n"
         "# TYPE ebpf_agent_uncounted_packets_total counter\n"
-        "ebpf_agent_uncounted_packets_total{map=\"stat_tx\"} 0\n"
-        "ebpf_agent_uncounted_packets_total{map=\"stat_rx\"} 0\n"
-        "ebpf_agent_uncounted_packets_total{map=\"stat_dc_tx\"} 1\n"
-        "ebpf_agent_uncounted_packets_total{map=\"stat_dc_rx\"} 0\n"
+        "ebpf_agent_uncounted_packets_total{map=\"stat_cgroup\",direction=\"transmit\"} 0\n"
+        "ebpf_agent_uncounted_packets_total{map=\"stat_cgroup\",direction=\"receive\"} 2\n"
+        "ebpf_agent_uncounted_packets_total{map=\"stat_dc\",direction=\"transmit\"} 1\n"
+        "ebpf_agent_uncounted_packets_total{map=\"stat_dc\",direction=\"receive\"} 0\n"
         "# HELP ebpf_agent_cgroups_tracked Distinct cgroup label values after roll-up, "
         "\"other\" included.\n"
         "# TYPE ebpf_agent_cgroups_tracked gauge\n"

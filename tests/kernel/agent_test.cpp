@@ -366,6 +366,67 @@ TEST_F(AgentTest, TrafficFromTheCgroupIsCountedExactlyInMetricsAndStats) {
     EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
 
+// Without the dc programs the per-cgroup map is what /metrics and stats show (the object still
+// creates the dc map, which stays empty): the same exact counts, under dc="other".
+TEST_F(AgentTest, WithoutTheDcProgramsTrafficIsCountedPerCgroup) {
+    std::string text = base_config("detach");
+    const std::string programs = "net_stat = true\n";
+    ASSERT_NE(text.find(programs), std::string::npos);
+    text.replace(text.find(programs), programs.size(), programs + "net_stat_dc = false\n");
+    const std::string config = tmp_.path("config.toml");
+    test::write_file(config, text);
+    agent_daemon d(config, state_file());
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    const std::string address = d.state()["metrics"];
+
+    ASSERT_EQ(
+        test::run_in_cgroup(cg_,
+                            [] {
+                                return udp_traffic({{"2001:db8:1::1", 5}, {"2001:db8:2::1", 3}});
+                            }),
+        0);
+    const std::string cg = label_of(cg_.path());
+    std::string page;
+    for (int i = 0; i < 60; ++i) {
+        page = test::http_get(address, "/metrics").second;
+        if (test::metric_value(page, series("transmit_packets_total", cg, "other", "other")) == 8) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    for (const char* dir : {"transmit", "receive"}) {
+        const std::string d1 = std::string(dir);
+        EXPECT_EQ(
+            test::metric_value(page, series((d1 + "_packets_total").c_str(), cg, "other", "other")),
+            8)
+            << page;
+        EXPECT_EQ(
+            test::metric_value(page, series((d1 + "_bytes_total").c_str(), cg, "other", "other")),
+            8 * udp_packet_bytes)
+            << page;
+    }
+    EXPECT_EQ(page.find("program=\"net_stat_dc_tx\""), std::string::npos) << page;
+
+    auto stats = run_agent({"stats", "--config", config, "-o", "json"});
+    ASSERT_EQ(stats.exit_code, 0) << stats.err;
+    auto j = nlohmann::json::parse(stats.out);
+    int found = 0;
+    for (const auto& r : j["rows"]) {
+        if (r["cgroup"] != cg) {
+            continue;
+        }
+        EXPECT_EQ(r["dc"], "other") << r;
+        EXPECT_EQ(r["tx_packets"], 8) << r;
+        EXPECT_EQ(r["rx_packets"], 8) << r;
+        EXPECT_EQ(r["tx_bytes"], 8 * udp_packet_bytes) << r;
+        EXPECT_EQ(r["rx_bytes"], 8 * udp_packet_bytes) << r;
+        ++found;
+    }
+    EXPECT_EQ(found, 1) << stats.out;
+    d.signal(SIGTERM);
+    EXPECT_EQ(d.wait_exit(), 0) << d.log();
+}
+
 TEST_F(AgentTest, KeepModeRestartKeepsLinksAndCountersAndLosesNoPacket) {
     const std::string config = write_config("keep");
     std::map<std::string, std::pair<uint32_t, uint32_t>> first;  // name -> (link id, prog id)

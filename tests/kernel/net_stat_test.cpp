@@ -35,6 +35,26 @@ inline net_stat_value& operator+=(net_stat_value& a, const net_stat_value& b) {
     a.packets += b.packets;
     return a;
 }
+inline net_stat_counters& operator+=(net_stat_counters& a, const net_stat_counters& b) {
+    a.rx_bytes += b.rx_bytes;
+    a.rx_packets += b.rx_packets;
+    a.tx_bytes += b.tx_bytes;
+    a.tx_packets += b.tx_packets;
+    return a;
+}
+// Counters with only the receive or only the transmit side set.
+inline net_stat_counters rx_only(const net_stat_value& v) {
+    return {v.bytes, v.packets, 0, 0};
+}
+inline net_stat_counters tx_only(const net_stat_value& v) {
+    return {0, 0, v.bytes, v.packets};
+}
+inline net_stat_value rx_of(const net_stat_counters& c) {
+    return {c.rx_bytes, c.rx_packets};
+}
+inline net_stat_value tx_of(const net_stat_counters& c) {
+    return {c.tx_bytes, c.tx_packets};
+}
 
 inline bool operator<(const net_stat_key& x, const net_stat_key& y) {
     return x.cgroup_id < y.cgroup_id;
@@ -51,8 +71,16 @@ inline bool operator==(const net_stat_dc_key& x, const net_stat_dc_key& y) {
 inline bool operator==(const net_stat_value& x, const net_stat_value& y) {
     return x.bytes == y.bytes && x.packets == y.packets;
 }
+inline bool operator==(const net_stat_counters& x, const net_stat_counters& y) {
+    return x.rx_bytes == y.rx_bytes && x.rx_packets == y.rx_packets && x.tx_bytes == y.tx_bytes &&
+           x.tx_packets == y.tx_packets;
+}
 inline std::ostream& operator<<(std::ostream& o, const net_stat_value& v) {
     return o << "{bytes " << v.bytes << ", packets " << v.packets << "}";
+}
+inline std::ostream& operator<<(std::ostream& o, const net_stat_counters& c) {
+    return o << "{rx " << c.rx_bytes << " bytes " << c.rx_packets << " packets, tx " << c.tx_bytes
+             << " bytes " << c.tx_packets << " packets}";
 }
 inline std::ostream& operator<<(std::ostream& o, const net_stat_dc_key& k) {
     return o << "{cgroup " << k.cgroup_id << ", dc " << k.dc << ", net type " << k.net_type << "}";
@@ -298,8 +326,7 @@ class NetStatTest : public test::KernelTest {
         auto spec = collection_spec::open(EBPF_AGENT_OBJECT_NET_STAT);
         ASSERT_OK(spec);
         if (entries) {
-            for (const char* m :
-                 {NET_STAT_MAP_TX, NET_STAT_MAP_RX, NET_STAT_MAP_DC_TX, NET_STAT_MAP_DC_RX}) {
+            for (const char* m : {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC}) {
                 ASSERT_NE(spec->map(m), nullptr) << m;
                 spec->map(m)->max_entries = entries;
             }
@@ -340,9 +367,9 @@ class NetStatTest : public test::KernelTest {
 
     // Every key of a counter map with its sum over the CPUs.
     template <class K>
-    std::map<K, net_stat_value> read(const char* name) {
-        std::map<K, net_stat_value> out;
-        auto m = percpu_hash<K, net_stat_value>::view(*coll_.map(name));
+    std::map<K, net_stat_counters> read(const char* name) {
+        std::map<K, net_stat_counters> out;
+        auto m = percpu_hash<K, net_stat_counters>::view(*coll_.map(name));
         EXPECT_OK(m);
         if (!m) {
             return out;
@@ -497,22 +524,21 @@ TEST_P(NetStatUdpTest, CountsEqualTheDatagramsPerCgroupAndDatacenter) {
         EXPECT_EQ(server.wait(), 0);
     }
 
+    // The client's keys count what it sent (tx), the server's what it received (rx).
     const uint64_t client_cg = cgroup_id(cg_.path());
     const uint64_t server_cg = cgroup_id(srv.path());
-    std::map<net_stat_dc_key, net_stat_value> want_tx, want_rx;
+    std::map<net_stat_dc_key, net_stat_counters> want_dc;
     net_stat_value total{};
     for (const auto& b : batches) {
         const net_stat_value v{uint64_t(b.d.payload + header) * b.d.count, b.d.count};
-        want_tx[{client_cg, b.dc, b.net_type}] += v;
-        want_rx[{server_cg, b.dc, b.net_type}] += v;
+        want_dc[{client_cg, b.dc, b.net_type}] += tx_only(v);
+        want_dc[{server_cg, b.dc, b.net_type}] += rx_only(v);
         total += v;
     }
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC_TX), want_tx);
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC_RX), want_rx);
-    const std::map<net_stat_key, net_stat_value> want_cg_tx = {{{client_cg}, total}};
-    const std::map<net_stat_key, net_stat_value> want_cg_rx = {{{server_cg}, total}};
-    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_TX), want_cg_tx);
-    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_RX), want_cg_rx);
+    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    const std::map<net_stat_key, net_stat_counters> want_cg = {{{client_cg}, tx_only(total)},
+                                                               {{server_cg}, rx_only(total)}};
+    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_CGROUP), want_cg);
     for (uint32_t e = 0; e < NET_STAT_ERR_MAX; ++e) {
         EXPECT_EQ(error_count(e), net_stat_value{}) << "error " << e;
     }
@@ -631,10 +657,11 @@ TEST_F(NetStatTest, TcpPacketsAreWireSegments) {
 
     const uint64_t client_cg = cgroup_id(cg_.path());
     const uint64_t server_cg = cgroup_id(srv.path());
-    auto tx = read<net_stat_key>(NET_STAT_MAP_TX);
-    auto rx = read<net_stat_key>(NET_STAT_MAP_RX);
-    const net_stat_value client_tx = tx[{client_cg}], client_rx = rx[{client_cg}];
-    const net_stat_value server_tx = tx[{server_cg}], server_rx = rx[{server_cg}];
+    auto cg = read<net_stat_key>(NET_STAT_MAP_CGROUP);
+    EXPECT_EQ(cg.size(), 2u);
+    // Each cgroup's one entry holds both directions.
+    const net_stat_value client_tx = tx_of(cg[{client_cg}]), client_rx = rx_of(cg[{client_cg}]);
+    const net_stat_value server_tx = tx_of(cg[{server_cg}]), server_rx = rx_of(cg[{server_cg}]);
     EXPECT_GT(a_tx.packets, bytes / 1500);
     EXPECT_EQ(client_tx.packets, a_tx.packets);
     EXPECT_EQ(server_rx.packets, b_rx.packets);
@@ -645,13 +672,17 @@ TEST_F(NetStatTest, TcpPacketsAreWireSegments) {
     EXPECT_LT(client_tx.bytes, a_tx.bytes - 14 * a_tx.packets);
     // The ACKs are not GSO: there the bytes match exactly.
     EXPECT_EQ(server_tx.bytes, b_tx.bytes - 14 * b_tx.packets);
-    // And by datacenter: all of it went to 192.0.2.2, datacenter 1.
-    auto dc_tx = read<net_stat_dc_key>(NET_STAT_MAP_DC_TX);
-    EXPECT_EQ((dc_tx[{client_cg, 1, backbone}]), client_tx);
+    // And by datacenter: all of it went to and came from 192.0.2.0/25, datacenter 1.
+    const std::map<net_stat_dc_key, net_stat_counters> want_dc = {
+        {{client_cg, 1, backbone}, cg[{client_cg}]}, {{server_cg, 1, backbone}, cg[{server_cg}]}};
+    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
 }
 
 // A cgroup whose key does not fit in a full map is counted in the errors map, with exactly the
-// traffic that was not counted.
+// traffic that was not counted; the other direction of a key already in the map needs no new
+// entry. Maps of one entry: the test cgroup sends from namespace a and receives in namespace b
+// (the peers are in the same network both ways: one dc key), and a second cgroup's sends are
+// what does not fit.
 TEST_F(NetStatTest, FullMapIsCountedAsAnError) {
     ASSERT_NO_FATAL_FAILURE(make_link(true));
     sub_cgroup second(cg_, "second");
@@ -659,6 +690,9 @@ TEST_F(NetStatTest, FullMapIsCountedAsAnError) {
     ASSERT_NO_FATAL_FAILURE(attach(1));
 
     {
+        child_process server(cg_.path(), b_.name(),
+                             [](int ready) { return receive_datagrams(ready, 3 + 2); });
+        ASSERT_TRUE(server.ready());
         child_process first_sender(cg_.path(), a_.name(), [](int) {
             return send_datagrams(AF_INET6, {{"2001:db8:1::1", "2001:db8:1::2", 100, 3}});
         });
@@ -667,16 +701,21 @@ TEST_F(NetStatTest, FullMapIsCountedAsAnError) {
             return send_datagrams(AF_INET6, {{"2001:db8:1::1", "2001:db8:1::2", 200, 2}});
         });
         EXPECT_EQ(second_sender.wait(), 0);
+        EXPECT_EQ(server.wait(), 0);
     }
     const uint64_t first_cg = cgroup_id(cg_.path());
     const net_stat_value first{3 * 148, 3}, lost{2 * 248, 2};
-    const std::map<net_stat_key, net_stat_value> want_tx = {{{first_cg}, first}};
-    const std::map<net_stat_dc_key, net_stat_value> want_dc_tx = {{{first_cg, 1, backbone}, first}};
-    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_TX), want_tx);
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC_TX), want_dc_tx);
-    EXPECT_EQ(error_count(NET_STAT_ERR_TX_FULL), lost);
+    net_stat_value received = first;
+    received += lost;
+    net_stat_counters want = tx_only(first);
+    want += rx_only(received);
+    const std::map<net_stat_key, net_stat_counters> want_cg = {{{first_cg}, want}};
+    const std::map<net_stat_dc_key, net_stat_counters> want_dc = {{{first_cg, 1, backbone}, want}};
+    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_CGROUP), want_cg);
+    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    EXPECT_EQ(error_count(NET_STAT_ERR_CGROUP_TX_FULL), lost);
     EXPECT_EQ(error_count(NET_STAT_ERR_DC_TX_FULL), lost);
-    EXPECT_EQ(error_count(NET_STAT_ERR_RX_FULL), net_stat_value{});
+    EXPECT_EQ(error_count(NET_STAT_ERR_CGROUP_RX_FULL), net_stat_value{});
     EXPECT_EQ(error_count(NET_STAT_ERR_DC_RX_FULL), net_stat_value{});
 }
 
@@ -753,17 +792,17 @@ TEST_F(NetStatTest, ProgramsReturnOneOnEveryPacket) {
     const uint64_t good_len = good.size() - 14;
     const uint64_t bad_len =
         (experimental.size() - 14) + (arp.size() - 14) + (ipv4_unknown.size() - 14);
-    const net_stat_value all{good_len + bad_len, 7 + 3};
-    const std::map<net_stat_key, net_stat_value> want = {{{me}, all}};
-    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_TX), want);
-    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_RX), want);
-    // Egress files the packet under its destination, ingress under its source.
-    const std::map<net_stat_dc_key, net_stat_value> want_tx = {{{me, 0, 0}, {bad_len, 3}},
-                                                               {{me, 1, backbone}, {good_len, 7}}};
-    const std::map<net_stat_dc_key, net_stat_value> want_rx = {{{me, 0, 0}, {bad_len, 3}},
-                                                               {{me, 2, fastbone}, {good_len, 7}}};
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC_TX), want_tx);
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC_RX), want_rx);
+    const uint64_t all_bytes = good_len + bad_len, all_packets = 7 + 3;
+    const std::map<net_stat_key, net_stat_counters> want = {
+        {{me}, {all_bytes, all_packets, all_bytes, all_packets}}};
+    EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_CGROUP), want);
+    // Egress files the packet under its destination, ingress under its source; the unknown
+    // peers share one key for both directions.
+    const std::map<net_stat_dc_key, net_stat_counters> want_dc = {
+        {{me, 0, 0}, {bad_len, 3, bad_len, 3}},
+        {{me, 1, backbone}, {0, 0, good_len, 7}},
+        {{me, 2, fastbone}, {good_len, 7, 0, 0}}};
+    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
 }
 
 TEST_F(NetStatTest, ProgramsShowInTheCgroupTree) {
