@@ -301,6 +301,19 @@ struct daemon {
                   {"bpffs", have_bpffs ? cfg.bpffs_dir : "not mounted"},
                   {"btf", fs::exists("/sys/kernel/btf/vmlinux") ? "yes" : "no"},
                   {"cgroup_links", have_links ? "yes" : "no (legacy multi attach)"}});
+        // tcp_rto turns flow labels on per socket (IPV6_AUTOFLOWLABEL), which the kernel
+        // ignores when the host's sysctl is 0: its fixed/rehash modes then have no label to act
+        // on.
+        if (cfg.programs.tcp_rto) {
+            std::ifstream f("/proc/sys/net/ipv6/auto_flowlabels");
+            int v = -1;
+            if (f >> v && v == 0) {
+                log_warn(
+                    "IPv6 flow labels are off on this host (net.ipv6.auto_flowlabels = 0): "
+                    "tcp_rto's flow-label modes have no effect",
+                    {{"sysctl", "net.ipv6.auto_flowlabels"}});
+            }
+        }
         return true;
     }
 

@@ -1,6 +1,11 @@
 // Loading and filling a generation (see generation.hpp).
 #include "generation.hpp"
 
+#include <optional>
+#include <system_error>
+#include <thread>
+#include <vector>
+
 #include "ebpf/spec/collection_spec.hpp"
 #include "embedded_objects.hpp"
 #include "net_stat.h"
@@ -123,53 +128,112 @@ bool fill_generation(const config& cfg, generation& g, std::string& error) {
     return true;
 }
 
+namespace {
+
+// Loads one object as the config says; `rto`, when given, lends tcp_tos its policy maps.
+bool load_object(const config& cfg, const generation_options& o, const embedded_object& obj,
+                 ebpf::collection* rto, std::optional<ebpf::collection>& out, std::string& error) {
+    const std::string name(obj.name);
+    auto file = o.object_files.find(name);
+    auto spec = file == o.object_files.end() ? ebpf::collection_spec::parse(obj.bytes)
+                                             : ebpf::collection_spec::open(file->second);
+    if (!spec) {
+        error = "object " + name + (file == o.object_files.end() ? "" : " (" + file->second + ")") +
+                ": " + spec.error().message();
+        return false;
+    }
+    if (!prepare(cfg, obj.name, *spec, error)) {
+        return false;
+    }
+    // Only the enabled programs are loaded.
+    for (auto& p : spec->programs) {
+        const program_def* d = find_program_def(p.name);
+        p.autoload = d && cfg.programs.*(d->enabled);
+    }
+    ebpf::collection_options co;
+    co.load_programs = o.load_programs;
+    // tcp_tos shares tcp_rto's policy maps, decision cache included: one table to fill, and
+    // the second program on a socket finds the first one's decision.
+    if (name == "tcp_tos" && rto) {
+        for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+            if (ebpf::map* shared = rto->map(m)) {
+                co.replace_maps[m] = shared;
+            }
+        }
+    }
+    for (const auto& [key, m] : o.counters) {
+        if (key.starts_with(name + "/")) {
+            co.replace_maps[key.substr(name.size() + 1)] = m;
+        }
+    }
+    auto c = ebpf::collection::load(*spec, co);
+    if (!c) {
+        error = "object " + name + ": " + c.error().full_message();
+        return false;
+    }
+    out = std::move(*c);
+    return true;
+}
+
+}  // namespace
+
 bool load_generation(const config& cfg, const generation_options& o, generation& out,
                      std::string& error) {
     out.objects.clear();
+    // The verifier is most of a start: the sock_ops chain (tcp_rto, then tcp_tos on its maps)
+    // loads on this thread while the other objects load on a second one.
+    std::vector<const embedded_object*> chain, rest;
     for (const auto& obj : embedded_objects()) {
-        if (!needs_object(cfg, obj.name)) {
-            continue;
+        if (needs_object(cfg, obj.name)) {
+            (obj.name == "tcp_rto" || obj.name == "tcp_tos" ? chain : rest).push_back(&obj);
         }
-        const std::string name(obj.name);
-        auto file = o.object_files.find(name);
-        auto spec = file == o.object_files.end() ? ebpf::collection_spec::parse(obj.bytes)
-                                                 : ebpf::collection_spec::open(file->second);
-        if (!spec) {
-            error = "object " + name +
-                    (file == o.object_files.end() ? "" : " (" + file->second + ")") + ": " +
-                    spec.error().message();
-            return false;
-        }
-        if (!prepare(cfg, obj.name, *spec, error)) {
-            return false;
-        }
-        // Only the enabled programs are loaded.
-        for (auto& p : spec->programs) {
-            const program_def* d = find_program_def(p.name);
-            p.autoload = d && cfg.programs.*(d->enabled);
-        }
-        ebpf::collection_options co;
-        co.load_programs = o.load_programs;
-        // tcp_tos shares tcp_rto's policy maps, decision cache included: one table to fill,
-        // and the second program on a socket finds the first one's decision.
-        if (name == "tcp_tos" && out.objects.count("tcp_rto")) {
-            ebpf::collection& rto = out.objects.at("tcp_rto");
-            for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
-                if (ebpf::map* shared = rto.map(m)) {
-                    co.replace_maps[m] = shared;
-                }
+    }
+    std::map<std::string, std::optional<ebpf::collection>> loaded;
+    for (const auto* obj : chain) {
+        loaded[std::string(obj->name)];
+    }
+    for (const auto* obj : rest) {
+        loaded[std::string(obj->name)];
+    }
+    std::string rest_error;
+    bool rest_ok = true;
+    auto load_rest = [&] {
+        for (const auto* obj : rest) {
+            if (!load_object(cfg, o, *obj, nullptr, loaded[std::string(obj->name)], rest_error)) {
+                rest_ok = false;
+                return;
             }
         }
-        for (const auto& [key, m] : o.counters) {
-            if (key.starts_with(name + "/")) {
-                co.replace_maps[key.substr(name.size() + 1)] = m;
-            }
+    };
+    std::thread helper;
+    try {
+        helper = std::thread(load_rest);
+    } catch (const std::system_error&) {
+        load_rest();  // no thread to be had: one after the other
+    }
+    bool chain_ok = true;
+    ebpf::collection* rto = nullptr;
+    for (const auto* obj : chain) {
+        auto& slot = loaded[std::string(obj->name)];
+        if (!load_object(cfg, o, *obj, rto, slot, error)) {
+            chain_ok = false;
+            break;
         }
-        auto c = ebpf::collection::load(*spec, co);
-        if (!c) {
-            error = "object " + name + ": " + c.error().full_message();
-            return false;
+        if (obj->name == "tcp_rto") {
+            rto = &*slot;
         }
+    }
+    if (helper.joinable()) {
+        helper.join();
+    }
+    if (!chain_ok) {
+        return false;
+    }
+    if (!rest_ok) {
+        error = rest_error;
+        return false;
+    }
+    for (auto& [name, c] : loaded) {
         out.objects.emplace(name, std::move(*c));
     }
     return fill_generation(cfg, out, error);
