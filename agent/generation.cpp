@@ -152,10 +152,9 @@ bool load_object(const config& cfg, const generation_options& o, const embedded_
     }
     ebpf::collection_options co;
     co.load_programs = o.load_programs;
-    // tcp_tos shares tcp_rto's policy maps, decision cache included: one table to fill, and
-    // the second program on a socket finds the first one's decision.
+    // tcp_tos shares tcp_rto's policy maps: one table to fill.
     if (name == "tcp_tos" && rto) {
-        for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
             if (ebpf::map* shared = rto->map(m)) {
                 co.replace_maps[m] = shared;
             }

@@ -189,7 +189,7 @@ ebpf::result<void> fill_networks(ebpf::collection& c) {
 }
 
 // Loads an object; `share` gives it that collection's policy maps, as the agent gives tcp_tos
-// tcp_rto's (one table, one per-socket decision cache).
+// tcp_rto's (one table to fill).
 ebpf::result<ebpf::collection> load(const char* path, const char* what,
                                     ebpf::collection* share = nullptr) {
     auto spec = ebpf::collection_spec::open(path);
@@ -201,7 +201,7 @@ ebpf::result<ebpf::collection> load(const char* path, const char* what,
     }
     ebpf::collection_options o;
     if (share) {
-        for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
             o.replace_maps[m] = share->map(m);
         }
     }

@@ -39,22 +39,6 @@ struct {
     __uint(max_entries, 1);
 } config SEC(".maps");
 
-/* Each socket's decision, so that the callbacks after the first (and the other sock_ops
- * program, when the agent gives both objects the same policy maps) skip the lookups. Keyed by
- * the peer's address too: a socket that connects again elsewhere decides again. */
-struct policy_cache_entry {
-    __u8 addr[16];
-    __s32 rule; /* the deciding rule's index, or -1 */
-    struct policy_network net;
-};
-
-struct {
-    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, int);
-    __type(value, struct policy_cache_entry);
-} policy_cache SEC(".maps");
-
 /* The peer as the policy sees it. */
 struct policy_peer {
     struct policy_key key; /* full-length: /128, IPv4 as v4-mapped */
@@ -119,14 +103,12 @@ static long policy_match_rule(__u32 i, struct policy_match* m) {
 }
 
 /* The decision for the peer in `peer`: the rule's index, or -1 (also when the tables are
- * empty); 1 in *cacheable unless they are. */
-static __always_inline int policy_lookup(struct policy_peer* peer, struct policy_network* net,
-                                         int* cacheable) {
+ * empty). */
+static __always_inline int policy_lookup(struct policy_peer* peer, struct policy_network* net) {
     __u32 zero = 0;
     struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
     if (!cfg || cfg->rule_count == 0)
         return -1;
-    *cacheable = 1;
     struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
     if (found)
         *net = *found;
@@ -148,37 +130,18 @@ static __always_inline int policy_lookup(struct policy_peer* peer, struct policy
 }
 
 /* Fills `peer` and `net` (zeroes when the peer is in no network) and returns the index of the
- * rule that decides for this peer, or -1 when none matches. A full socket remembers the answer
- * (policy_cache). A global function: the verifier checks it once per program, not once per
- * call site. */
+ * rule that decides for this peer, or -1 when none matches. A global function: the verifier
+ * checks it once per program, not once per call site.
+ *
+ * No per-socket cache of the answer: tried (SK_STORAGE), a new connection cost 1.1 us more in
+ * e2e_bench, the storage's allocation and free outweighing the lookups it saved. */
 __attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct policy_peer* peer,
                                                   struct policy_network* net) {
     if (!s || !peer || !net)
         return -1;
     policy_peer_of(s, peer);
     __builtin_memset(net, 0, sizeof(*net));
-    struct policy_cache_entry* c = 0;
-    struct bpf_sock* sk = s->sk;
-    if (sk)
-        c = bpf_sk_storage_get(&policy_cache, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-    const __u32* want = (const __u32*)peer->key.addr;
-    if (c) {
-        const __u32* have = (const __u32*)c->addr;
-        if (have[0] == want[0] && have[1] == want[1] && have[2] == want[2] &&
-            have[3] == want[3]) {
-            /* A fresh entry is zeroes: :: is no peer, so it never matches by accident. */
-            *net = c->net;
-            return c->rule;
-        }
-    }
-    int cacheable = 0;
-    int i = policy_lookup(peer, net, &cacheable);
-    if (c && cacheable) {
-        __builtin_memcpy(c->addr, peer->key.addr, 16);
-        c->rule = i;
-        c->net = *net;
-    }
-    return i;
+    return policy_lookup(peer, net);
 }
 
 /* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network

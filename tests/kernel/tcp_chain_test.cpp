@@ -86,7 +86,7 @@ int check_syns(const char* what, const attempt& a, bool ipv4) {
 class TcpChainTest : public test::KernelTest {
   protected:
     // Loads both objects as the agent does: tcp_tos gets tcp_rto's policy maps (one table,
-    // filled once) and decision cache.
+    // filled once).
     void SetUp() override {
         test::KernelTest::SetUp();
         auto rto = collection_spec::open(EBPF_AGENT_OBJECT_TCP_RTO);
@@ -96,7 +96,7 @@ class TcpChainTest : public test::KernelTest {
         rto_ = std::move(*r);
         ASSERT_NO_FATAL_FAILURE(fill_policy(rto_));
         collection_options shared;
-        for (const char* m : {"networks", "project_sets", "rules", "config", "policy_cache"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
             ASSERT_NE(rto_.map(m), nullptr) << m;
             shared.replace_maps[m] = rto_.map(m);
         }
