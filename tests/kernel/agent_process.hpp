@@ -8,14 +8,17 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -72,10 +75,17 @@ struct command_result {
 
 // Starts the agent binary with `args`, its stdout and stderr going to the files named.
 inline pid_t spawn_agent(const std::vector<std::string>& args, const std::string& out,
-                         const std::string& err) {
+                         const std::string& err, const std::string& notify_socket = "",
+                         const std::function<void()>& before_exec = {}) {
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     if (pid == 0) {
+        if (before_exec) {
+            before_exec();
+        }
+        if (!notify_socket.empty()) {
+            ::setenv("NOTIFY_SOCKET", notify_socket.c_str(), 1);
+        }
         int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
         int e = err == out ? o : ::open(err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
         ::dup2(o, 1);
@@ -111,13 +121,16 @@ inline command_result run_agent(const std::vector<std::string>& args) {
 // test did not stop it.
 class agent_daemon {
   public:
+    // `notify_socket`: where the daemon sends its systemd notifications ($NOTIFY_SOCKET).
+    // `before_exec` runs in the child just before the binary (e.g. to enter a namespace).
     agent_daemon(const std::string& config, const std::string& state_file,
-                 std::vector<std::string> extra = {})
+                 std::vector<std::string> extra = {}, const std::string& notify_socket = "",
+                 const std::function<void()>& before_exec = {})
         : state_file_(state_file) {
         log_path_ = log_dir_.path("log");
         std::vector<std::string> args = {"run", "--config", config};
         args.insert(args.end(), extra.begin(), extra.end());
-        pid_ = spawn_agent(args, log_path_, log_path_);
+        pid_ = spawn_agent(args, log_path_, log_path_, notify_socket, before_exec);
     }
     ~agent_daemon() {
         if (pid_ > 0) {
@@ -205,6 +218,39 @@ class agent_daemon {
 }  // namespace ebpf::test
 
 namespace ebpf::test {
+
+// A datagram socket standing in for systemd's notification socket.
+class notify_listener {
+  public:
+    explicit notify_listener(const std::string& path) : path_(path) {
+        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            ADD_FAILURE() << "bind " << path;
+        }
+        timeval tv{5, 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    ~notify_listener() {
+        ::close(fd_);
+        ::unlink(path_.c_str());
+    }
+    notify_listener(const notify_listener&) = delete;
+    notify_listener& operator=(const notify_listener&) = delete;
+
+    // Returns the next notification ("" after 5 s without one).
+    std::string next() {
+        char buf[512];
+        ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        return n > 0 ? std::string(buf, size_t(n)) : std::string();
+    }
+
+  private:
+    std::string path_;
+    int fd_ = -1;
+};
 
 // GET http://127.0.0.1:port/path over a plain socket; returns the status code and body
 // (status 0 when the connection failed).

@@ -196,8 +196,10 @@ dscp = "CS3"
 
 TEST_F(AgentTest, StartAttachesEveryProgramUnderItsNameAndSigtermDetachesEverything) {
     const std::string config = write_config("detach");
-    agent_daemon d(config, state_file());
+    test::notify_listener systemd(tmp_.path("notify"));
+    agent_daemon d(config, state_file(), {}, tmp_.path("notify"));
     ASSERT_TRUE(d.wait_ready()) << d.log();
+    EXPECT_NE(systemd.next().find("READY=1"), std::string::npos) << "Type=notify readiness";
     EXPECT_EQ(attached_names(cg_.fd()), every_program());
     const std::string tree = test::run_command("bpftool -j cgroup tree " + cg_.path() + " 2>&1");
     for (const char* name : all_programs) {
@@ -220,6 +222,7 @@ TEST_F(AgentTest, StartAttachesEveryProgramUnderItsNameAndSigtermDetachesEveryth
 
     d.signal(SIGTERM);
     EXPECT_EQ(d.wait_exit(), 0) << d.log();
+    EXPECT_NE(systemd.next().find("STOPPING=1"), std::string::npos);
     EXPECT_TRUE(attached_names(cg_.fd()).empty());
     EXPECT_FALSE(bpffs_dir_exists());
     EXPECT_FALSE(std::filesystem::exists(state_file()));
@@ -576,6 +579,36 @@ TEST_F(AgentTest, ProgramsItDoesNotOwnAreReportedAndLeftAlone) {
     EXPECT_EQ(c.exit_code, 0) << c.err;
     EXPECT_EQ(attached_names(cg_.fd()), std::multiset<std::string>{"someone_else"});
     ASSERT_OK(link->detach());
+}
+
+TEST_F(AgentTest, FlowLabelsTurnedOffOnTheHostAreReported) {
+    // The daemon runs in a network namespace of its own whose net.ipv6.auto_flowlabels is 0.
+    std::string config = write_config("detach");
+    std::string text = test::read_file(config);
+    text.replace(text.find("listen = \"127.0.0.1:0\""), 22, "listen = \"\"");
+    test::write_file(config, text);
+    agent_daemon d(config, state_file(), {}, "", [] {
+        if (::unshare(CLONE_NEWNET) != 0) {
+            ::_exit(120);
+        }
+        FILE* f = std::fopen("/proc/sys/net/ipv6/auto_flowlabels", "we");
+        if (!f || std::fputs("0\n", f) < 0 || std::fclose(f) != 0) {
+            ::_exit(121);
+        }
+    });
+    ASSERT_TRUE(d.wait_ready()) << d.log();
+    EXPECT_NE(d.log().find("net.ipv6.auto_flowlabels = 0"), std::string::npos) << d.log();
+    d.signal(SIGTERM);
+    EXPECT_EQ(d.wait_exit(), 0) << d.log();
+
+    // Where the host's own namespace has labels on, nothing is reported there.
+    if (test::read_file("/proc/sys/net/ipv6/auto_flowlabels").rfind("0", 0) != 0) {
+        agent_daemon host(config, state_file());
+        ASSERT_TRUE(host.wait_ready()) << host.log();
+        EXPECT_EQ(host.log().find("auto_flowlabels"), std::string::npos) << host.log();
+        host.signal(SIGTERM);
+        EXPECT_EQ(host.wait_exit(), 0) << host.log();
+    }
 }
 
 }  // namespace
