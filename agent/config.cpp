@@ -96,32 +96,9 @@ bool is_bare_key(std::string_view k) {
 
 // Renders a TOML basic string.
 std::string quoted(std::string_view s) {
-    std::string out = "\"";
-    for (char c : s) {
-        switch (c) {
-            case '"':
-                out += "\\\"";
-                break;
-            case '\\':
-                out += "\\\\";
-                break;
-            case '\n':
-                out += "\\n";
-                break;
-            case '\t':
-                out += "\\t";
-                break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-                    out += buf;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out + "\"";
+    std::string out;
+    append_quoted(out, s);
+    return out;
 }
 
 std::string child_path(const std::string& path, std::string_view key) {
@@ -739,30 +716,23 @@ void read_networks(checker& chk, const section& root, const name_table& dcs,
                 s.fail_missing("prefix");
             }
         }
-        if (s.string("dc", v)) {
-            e.dc = dcs.find(v);
-            if (!e.dc) {
-                s.fail("dc", dcs.unknown(v));
-                ok = false;
+        // A required name declared in `table`: its id, or 0 after reporting the mistake.
+        auto required_name = [&](const char* key, const name_table& table) -> uint32_t {
+            if (!s.string(key, v)) {
+                if (!s.node(key)) {
+                    s.fail_missing(key);
+                }
+                return 0;
             }
-        } else {
-            ok = false;
-            if (!s.node("dc")) {
-                s.fail_missing("dc");
+            const uint32_t id = table.find(v);
+            if (!id) {
+                s.fail(key, table.unknown(v));
             }
-        }
-        if (s.string("type", v)) {
-            e.net_type = types.find(v);
-            if (!e.net_type) {
-                s.fail("type", types.unknown(v));
-                ok = false;
-            }
-        } else {
-            ok = false;
-            if (!s.node("type")) {
-                s.fail_missing("type");
-            }
-        }
+            return id;
+        };
+        e.dc = required_name("dc", dcs);
+        e.net_type = required_name("type", types);
+        ok = ok && e.dc && e.net_type;
         if (ok) {
             c.networks.push_back(e);
         }

@@ -145,6 +145,16 @@ void remove_dir_if_empty(const std::string& path) {
     }
 }
 
+// Removes the agent's pin directories that are empty (its own last).
+void remove_agent_dirs(const config& cfg) {
+    std::error_code ec;
+    for (const auto& dir : {links_dir(cfg), maps_dir(cfg), cfg.bpffs_dir}) {
+        if (fs::exists(dir, ec)) {
+            remove_dir_if_empty(dir);
+        }
+    }
+}
+
 bool pid_alive(int pid) {
     if (pid <= 0) {
         return false;
@@ -521,12 +531,7 @@ struct daemon {
         for (const auto& c : counter_map_defs) {
             remove_if_exists(maps_dir(cfg) + "/" + std::string(c.map));
         }
-        std::error_code ec;
-        for (const auto& dir : {links_dir(cfg), maps_dir(cfg), cfg.bpffs_dir}) {
-            if (fs::exists(dir, ec)) {
-                remove_dir_if_empty(dir);
-            }
-        }
+        remove_agent_dirs(cfg);
     }
 
     nlohmann::json state_json() const {
@@ -613,33 +618,7 @@ struct daemon {
                 s.programs.push_back(p);
             }
         }
-        for (const auto& [object, c] : gen.objects) {
-            for (const auto& [name, m] : c.maps()) {
-                if (object == "net_stat" && name.rfind("stat_", 0) == 0) {
-                    continue;  // the counter maps' fill comes from the scrape
-                }
-                if (m.type() == BPF_MAP_TYPE_ARRAY || m.type() == BPF_MAP_TYPE_PERCPU_ARRAY) {
-                    continue;  // always full
-                }
-                map_fill f;
-                f.name = object + "/" + name;
-                f.max_entries = m.max_entries();
-                uint64_t n = 0;
-                std::vector<std::byte> key(m.key_size()), next(m.key_size());
-                const void* prev = nullptr;
-                while (true) {
-                    auto r = m.next_key(prev, next.data());
-                    if (!r || !*r) {
-                        break;
-                    }
-                    ++n;
-                    key.swap(next);
-                    prev = key.data();
-                }
-                f.entries = n;
-                s.maps.push_back(f);
-            }
-        }
+        s.maps = gen.fills;
         return s;
     }
 
@@ -1041,11 +1020,7 @@ int run_cleanup(const config& cfg, bool dry_run) {
         }
     }
     if (!dry_run) {
-        for (const auto& dir : {links_dir(cfg), maps_dir(cfg), cfg.bpffs_dir}) {
-            if (fs::exists(dir, ec)) {
-                remove_dir_if_empty(dir);
-            }
-        }
+        remove_agent_dirs(cfg);
         ::unlink(state_path(cfg).c_str());
     }
     log_info(removed ? "cleanup done" : "nothing to clean up",

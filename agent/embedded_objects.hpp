@@ -15,14 +15,4 @@ struct embedded_object {
 // Returns every embedded object.
 std::span<const embedded_object> embedded_objects();
 
-// Returns the object called `name`, or nullptr.
-inline const embedded_object* find_embedded_object(std::string_view name) {
-    for (const auto& o : embedded_objects()) {
-        if (o.name == name) {
-            return &o;
-        }
-    }
-    return nullptr;
-}
-
 }  // namespace agent

@@ -102,13 +102,15 @@ bool fill_policy(const policy_tables& t, ebpf::collection& c, std::string_view o
     return true;
 }
 
-}  // namespace
-
+// Writes the tables of `cfg` into the maps of a loaded generation.
 bool fill_generation(const config& cfg, generation& g, std::string& error) {
     const policy_tables policy = build_policy_tables(cfg);
     for (const char* object : {"tcp_rto", "tcp_tos"}) {
         auto it = g.objects.find(object);
-        if (it != g.objects.end() && !fill_policy(policy, it->second, object, error)) {
+        // tcp_tos works on tcp_rto's policy maps when both are loaded: fill them once.
+        const bool shared = it != g.objects.end() && std::string_view(object) == "tcp_tos" &&
+                            g.objects.count("tcp_rto");
+        if (it != g.objects.end() && !shared && !fill_policy(policy, it->second, object, error)) {
             return false;
         }
     }
@@ -128,7 +130,45 @@ bool fill_generation(const config& cfg, generation& g, std::string& error) {
     return true;
 }
 
-namespace {
+// Counts the entries of a map by walking its keys.
+uint64_t count_entries(const ebpf::map& m) {
+    uint64_t n = 0;
+    std::vector<std::byte> key(m.key_size()), next(m.key_size());
+    const void* prev = nullptr;
+    while (true) {
+        auto r = m.next_key(prev, next.data());
+        if (!r || !*r) {
+            break;
+        }
+        ++n;
+        key.swap(next);
+        prev = key.data();
+    }
+    return n;
+}
+
+// The fill of every hash and LPM map (arrays are always full), a map shared by two objects
+// counted once.
+std::vector<map_fill> count_fills(const generation& g) {
+    std::vector<map_fill> out;
+    std::map<uint32_t, uint64_t> by_id;
+    for (const auto& [object, c] : g.objects) {
+        for (const auto& [name, m] : c.maps()) {
+            if (object == "net_stat" && name.rfind("stat_", 0) == 0) {
+                continue;  // the counter maps' fill comes from the scrape
+            }
+            if (m.type() == BPF_MAP_TYPE_ARRAY || m.type() == BPF_MAP_TYPE_PERCPU_ARRAY) {
+                continue;
+            }
+            const uint32_t id = m.id().value_or(0);
+            auto it = by_id.find(id);
+            const uint64_t n = it != by_id.end() && id ? it->second : count_entries(m);
+            by_id[id] = n;
+            out.push_back({object + "/" + name, n, m.max_entries()});
+        }
+    }
+    return out;
+}
 
 // Loads one object as the config says; `rto`, when given, lends tcp_tos its policy maps.
 bool load_object(const config& cfg, const generation_options& o, const embedded_object& obj,
@@ -235,7 +275,11 @@ bool load_generation(const config& cfg, const generation_options& o, generation&
     for (auto& [name, c] : loaded) {
         out.objects.emplace(name, std::move(*c));
     }
-    return fill_generation(cfg, out, error);
+    if (!fill_generation(cfg, out, error)) {
+        return false;
+    }
+    out.fills = count_fills(out);
+    return true;
 }
 
 }  // namespace agent

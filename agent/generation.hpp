@@ -7,12 +7,16 @@
 
 #include "config.hpp"
 #include "ebpf/collection.hpp"
+#include "metrics.hpp"
 
 namespace agent {
 
 struct generation {
     // Object name ("net_stat") -> its live maps and programs.
     std::map<std::string, ebpf::collection> objects;
+    // How full each hash and LPM map is, counted once after the maps were filled: only the
+    // agent writes them (net_stat's counter maps are left out: a scrape reads those).
+    std::vector<map_fill> fills;
 
     ebpf::program* program(std::string_view object, std::string_view name);
     ebpf::map* map(std::string_view object, std::string_view name);
@@ -32,8 +36,5 @@ struct generation_options {
 // from its tables. On failure, `error` names the object, the program and the verifier log.
 bool load_generation(const config& cfg, const generation_options& o, generation& out,
                      std::string& error);
-
-// Writes the tables of `cfg` into the maps of an already loaded generation (used at load).
-bool fill_generation(const config& cfg, generation& g, std::string& error);
 
 }  // namespace agent

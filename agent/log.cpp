@@ -41,7 +41,19 @@ bool needs_quotes(std::string_view v) {
     return false;
 }
 
-// Escapes for a double-quoted string (logfmt and JSON use the same rules for what we emit).
+std::string now_rfc3339() {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm t{};
+    gmtime_r(&ts.tv_sec, &t);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900,
+                  t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
+    return buf;
+}
+
+}  // namespace
+
 void append_quoted(std::string& out, std::string_view v) {
     out += '"';
     for (char c : v) {
@@ -62,9 +74,9 @@ void append_quoted(std::string& out, std::string_view v) {
                 out += "\\r";
                 break;
             default:
-                if (static_cast<unsigned char>(c) < 0x20) {
+                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
                     char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
                     out += buf;
                 } else {
                     out += c;
@@ -73,19 +85,6 @@ void append_quoted(std::string& out, std::string_view v) {
     }
     out += '"';
 }
-
-std::string now_rfc3339() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm t{};
-    gmtime_r(&ts.tv_sec, &t);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900,
-                  t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
-    return buf;
-}
-
-}  // namespace
 
 void log_setup(log_level level, log_format format, bool timestamps) {
     g_level = level;

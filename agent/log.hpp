@@ -33,6 +33,10 @@ inline void log_debug(std::string_view m, std::initializer_list<log_field> f = {
     log(log_level::debug, m, f);
 }
 
+// Appends `v` as a double-quoted string with the escapes JSON, TOML basic strings and logfmt
+// all read (\" \\ \n \t \r, \u00XX for other control characters).
+void append_quoted(std::string& out, std::string_view v);
+
 // Parses "debug", "info", "warn", "error"; false for anything else.
 bool parse_log_level(std::string_view s, log_level& out);
 // Parses "logfmt", "json"; false for anything else.

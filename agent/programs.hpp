@@ -65,13 +65,4 @@ inline constexpr counter_map_def counter_map_defs[] = {
     {"tcp_rto", "tcp_rto_stats"},
 };
 
-inline bool is_counter_map(std::string_view object, std::string_view map) {
-    for (const auto& c : counter_map_defs) {
-        if (c.object == object && c.map == map) {
-            return true;
-        }
-    }
-    return false;
-}
-
 }  // namespace agent

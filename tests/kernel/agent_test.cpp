@@ -148,6 +148,20 @@ std::string series(const char* family, const std::string& cgroup, const char* dc
            "\",net=\"" + net + "\"}";
 }
 
+// Scrapes /metrics until `series` reads `value` (6 s at most: new cgroups are resolved by a
+// rate-limited walk) and returns the last page.
+std::string scrape_until(const std::string& address, const std::string& series, double value) {
+    std::string page;
+    for (int i = 0; i < 60; ++i) {
+        page = test::http_get(address, "/metrics").second;
+        if (test::metric_value(page, series) == value) {
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return page;
+}
+
 class AgentTest : public test::KernelTest {
   protected:
     // Writes the test's config: its cgroup, bpffs and run directory, plus `extra` TOML.
@@ -315,15 +329,8 @@ TEST_F(AgentTest, TrafficFromTheCgroupIsCountedExactlyInMetricsAndStats) {
                             }),
         0);
     const std::string cg = label_of(cg_.path());
-    std::string page;
-    for (int i = 0; i < 60; ++i) {
-        page = test::http_get(address, "/metrics").second;
-        if (test::metric_value(page, series("transmit_packets_total", cg, "dc2", "fastbone")) ==
-            3) {
-            break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    const std::string page =
+        scrape_until(address, series("transmit_packets_total", cg, "dc2", "fastbone"), 3);
     for (const char* dir : {"transmit", "receive"}) {
         const std::string d1 = std::string(dir);
         EXPECT_EQ(test::metric_value(
@@ -389,14 +396,8 @@ TEST_F(AgentTest, WithoutTheDcProgramsTrafficIsCountedPerCgroup) {
                             }),
         0);
     const std::string cg = label_of(cg_.path());
-    std::string page;
-    for (int i = 0; i < 60; ++i) {
-        page = test::http_get(address, "/metrics").second;
-        if (test::metric_value(page, series("transmit_packets_total", cg, "other", "other")) == 8) {
-            break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
+    const std::string page =
+        scrape_until(address, series("transmit_packets_total", cg, "other", "other"), 8);
     for (const char* dir : {"transmit", "receive"}) {
         const std::string d1 = std::string(dir);
         EXPECT_EQ(
