@@ -194,7 +194,7 @@ bool load_object(const config& cfg, const generation_options& o, const embedded_
     co.load_programs = o.load_programs;
     // tcp_tos shares tcp_rto's policy maps: one table to fill.
     if (name == "tcp_tos" && rto) {
-        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config", "decisions"}) {
             if (ebpf::map* shared = rto->map(m)) {
                 co.replace_maps[m] = shared;
             }

@@ -209,7 +209,7 @@ ebpf::result<ebpf::collection> load(const char* path, const char* what,
     }
     ebpf::collection_options o;
     if (share) {
-        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config", "decisions"}) {
             o.replace_maps[m] = share->map(m);
         }
     }

@@ -38,11 +38,10 @@
  *   longest-length network (one probe); +149 ns for a peer in no network (a probe per length
  *   in use: markers for a binary search over the lengths would cut that).
  *   Update order keeps lookups consistent: add a network before its length, and remove a
- *   length before its last network. The dc programs remember each socket's last peer and its
- *   network (an SK_STORAGE map, peer_cache): changing the networks of a loaded collection
- *   leaves connected sockets on their old answer, so the agent loads a new collection with the
- *   new table (and the same counter maps) instead. Measured with the cache: +68 ns for a known
- *   and for an unknown peer alike.
+ *   length before its last network. The dc programs remember the network of recent peers (an
+ *   LRU hash keyed by the address, peer_cache): changing the networks of a loaded collection
+ *   leaves cached peers on their old answer, so the agent loads a new collection with the new
+ *   table (and the same counter maps) instead.
  * NET_STAT_MAP_ERRORS: BPF_MAP_TYPE_PERCPU_ARRAY, __u32 index (enum net_stat_error: one per
  *   counter map and direction) -> struct net_stat_value. Traffic that could not be counted
  *   because a counter map was full: never lost silently.
@@ -69,9 +68,9 @@ struct net_stat_dc_key {
 /* Bytes are the IP length (skb->len: network header onwards, one header per GSO skb); packets
  * are wire segments (max(1, gso_segs) per skb). */
 struct net_stat_counters {
-    __u64 rx_bytes;   /* ingress: added by net_stat_rx / net_stat_dc_rx */
+    __u64 rx_bytes; /* ingress: added by net_stat_rx / net_stat_dc_rx */
     __u64 rx_packets;
-    __u64 tx_bytes;   /* egress: added by net_stat_tx / net_stat_dc_tx */
+    __u64 tx_bytes; /* egress: added by net_stat_tx / net_stat_dc_tx */
     __u64 tx_packets;
 };
 

@@ -39,6 +39,27 @@ struct {
     __uint(max_entries, 1);
 } config SEC(".maps");
 
+/* Decisions already made, by peer (decisions in policy.h): most callbacks skip the
+ * lookups and the rule loop. An LRU: a host with more peers than it holds decides again for the
+ * least recently seen. Filled by the programs only; a reload loads new maps, so no entry
+ * outlives the tables it was decided from. */
+struct policy_decision_key {
+    __u8 remote[16]; /* the peer's address (IPv4 v4-mapped) */
+    __u32 local_project;
+};
+
+struct policy_decision {
+    __s32 rule; /* the deciding rule's index, or -1 */
+    struct policy_network net;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __type(key, struct policy_decision_key);
+    __type(value, struct policy_decision);
+    __uint(max_entries, 16384);
+} decisions SEC(".maps");
+
 /* The peer as the policy sees it. */
 struct policy_peer {
     struct policy_key key; /* full-length: /128, IPv4 as v4-mapped */
@@ -133,15 +154,32 @@ static __always_inline int policy_lookup(struct policy_peer* peer, struct policy
  * rule that decides for this peer, or -1 when none matches. A global function: the verifier
  * checks it once per program, not once per call site.
  *
- * No per-socket cache of the answer: tried (SK_STORAGE), a new connection cost 1.1 us more in
- * e2e_bench, the storage's allocation and free outweighing the lookups it saved. */
+ * The answer is remembered by peer (decisions), not by socket: an SK_STORAGE cache was tried
+ * and a new connection cost 1.1 us more in e2e_bench, the storage's allocation and free on
+ * every socket outweighing the lookups it saved. Nothing is remembered while the tables are
+ * empty (rule_count 0), so a cache cannot outlive their filling. */
 __attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct policy_peer* peer,
                                                   struct policy_network* net) {
     if (!s || !peer || !net)
         return -1;
     policy_peer_of(s, peer);
     __builtin_memset(net, 0, sizeof(*net));
-    return policy_lookup(peer, net);
+    struct policy_decision_key k;
+    __builtin_memcpy(k.remote, peer->key.addr, 16);
+    k.local_project = peer->local_project;
+    struct policy_decision* d = bpf_map_lookup_elem(&decisions, &k);
+    if (d) {
+        *net = d->net;
+        return d->rule;
+    }
+    __u32 zero = 0;
+    struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
+    if (!cfg || cfg->rule_count == 0)
+        return -1;
+    struct policy_decision made = {.rule = policy_lookup(peer, net)};
+    made.net = *net;
+    bpf_map_update_elem(&decisions, &k, &made, BPF_ANY);
+    return made.rule;
 }
 
 /* Returns the rule that decides for this peer, or 0 when none matches. `net` gets the network

@@ -69,4 +69,10 @@ struct policy_config {
     __u8 pad0[3];
 };
 
+/* decisions (LRU_HASH, policy.bpf.h): the programs remember the rule that decided for a peer
+ * (its address and the local address's project id) and the peer's network. Filled by the
+ * programs alone, after the tables: user space fills the tables before it attaches, and a
+ * table change means a new collection (the agent's reload), whose decisions start empty. Shared
+ * by the programs that share the tables. */
+
 #endif

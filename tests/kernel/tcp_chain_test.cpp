@@ -96,7 +96,7 @@ class TcpChainTest : public test::KernelTest {
         rto_ = std::move(*r);
         ASSERT_NO_FATAL_FAILURE(fill_policy(rto_));
         collection_options shared;
-        for (const char* m : {"networks", "project_sets", "rules", "config"}) {
+        for (const char* m : {"networks", "project_sets", "rules", "config", "decisions"}) {
             ASSERT_NE(rto_.map(m), nullptr) << m;
             shared.replace_maps[m] = rto_.map(m);
         }
