@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
+#include <tuple>
 
 namespace agent {
 
@@ -432,6 +433,7 @@ void cgroup_rollup::reset(rollup_options options) {
     series_index_.clear();
     order_.clear();
     order_dirty_ = true;
+    forget_slots();
 }
 
 uint32_t cgroup_rollup::find_label(std::string_view name) const {
@@ -471,8 +473,17 @@ uint32_t cgroup_rollup::series_at(uint32_t target, uint32_t dc, uint32_t net_typ
     return pos;
 }
 
+void cgroup_rollup::forget_slots() {
+    slots_.clear();
+    slot_memo_.clear();
+    first_slot_ = UINT32_MAX;
+    ids_.clear();
+    id_memo_.clear();
+}
+
 void cgroup_rollup::fold(std::span<const traffic_row> rows, const resolve_fn& resolve,
                          clock::time_point now) {
+    constexpr uint32_t npos = UINT32_MAX;
     constexpr uint32_t kHold = UINT32_MAX;
     constexpr uint32_t kFresh = UINT32_MAX - 1;
     for (series& s : series_) {
@@ -481,37 +492,88 @@ void cgroup_rollup::fold(std::span<const traffic_row> rows, const resolve_fn& re
     for (label& l : labels_) {
         l.live = false;
     }
-
-    // Each distinct cgroup resolved once, to the series label it adds into.
-    ids_.clear();
-    id_target_.clear();
-    row_id_.resize(rows.size());
-    std::vector<std::pair<std::string_view, uint32_t>> fresh;  // (new label, cgroup position)
-    for (size_t i = 0; i < rows.size(); ++i) {
-        auto [pos, added] = ids_.insert(rows[i].cgroup_id);
-        row_id_[i] = pos;
-        if (!added) {
-            continue;
+    // Keys no fold has seen for a while would pile up: start afresh when most are stale.
+    if (slots_.size() > 2 * rows.size() + 1024) {
+        forget_slots();
+    }
+    if (++fold_no_ == 0) {
+        for (id_memo& m : id_memo_) {
+            m.stamp = 0;
         }
-        const cgroup_path p = resolve(rows[i].cgroup_id);
+        fold_no_ = 1;
+    }
+
+    // Growing these a step at a time would copy (and fault in) each several times.
+    slots_.reserve(rows.size());
+    slot_memo_.reserve(rows.size());
+    if (series_.empty()) {
+        series_.reserve(rows.size());
+        series_index_.reserve(rows.size());
+    }
+
+    // Each row's slot (its key's memory), and each distinct cgroup once.
+    row_slot_.resize(rows.size());
+    fold_ids_.clear();
+    uint32_t expected = first_slot_;
+    uint32_t prev = npos;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        const traffic_row& r = rows[i];
+        const detail::row_key k{r.cgroup_id, r.dc, r.net_type};
+        uint32_t s = expected;
+        if (s >= slot_memo_.size() || !(slots_.key(s) == k)) {
+            bool added;
+            std::tie(s, added) = slots_.insert(k);
+            if (added) {
+                const auto [id, new_id] = ids_.insert(k.cgroup_id);
+                if (new_id) {
+                    id_memo_.push_back({npos, 0, 0});
+                }
+                slot_memo_.push_back({id, npos, npos, npos});
+            }
+        }
+        if (prev == npos) {
+            first_slot_ = s;
+        } else {
+            slot_memo_[prev].next = s;
+        }
+        prev = s;
+        expected = slot_memo_[s].next;
+        row_slot_[i] = s;
+        const uint32_t id = slot_memo_[s].id;
+        if (id_memo_[id].stamp != fold_no_) {
+            id_memo_[id].stamp = fold_no_;
+            fold_ids_.push_back(id);
+        }
+    }
+
+    // Each distinct cgroup resolved to the series label it adds into; the label it had last
+    // time is checked by name, which spares hashing the name.
+    std::vector<std::pair<std::string_view, uint32_t>> fresh;  // (new label, id position)
+    for (uint32_t id : fold_ids_) {
+        id_memo& m = id_memo_[id];
+        const cgroup_path p = resolve(ids_.key(id));
         if (p.hold) {
-            id_target_.push_back(kHold);
+            m.target = kHold;
             continue;
         }
         if (!p.path) {
-            id_target_.push_back(0);
+            m.target = 0;
             continue;
         }
         const std::string_view name = roll_up(*p.path, options_.cgroup_depth);
-        const uint32_t l = find_label(name);
-        if (l == UINT32_MAX) {
-            fresh.emplace_back(name, pos);
-            id_target_.push_back(kFresh);
+        uint32_t l = m.label;
+        if (l >= labels_.size() || !labels_[l].used || labels_[l].name != name) {
+            l = find_label(name);
+            m.label = l;
+        }
+        if (l == npos) {
+            fresh.emplace_back(name, id);
+            m.target = kFresh;
             continue;
         }
         labels_[l].live = true;
         labels_[l].last_live = now;
-        id_target_.push_back(target(l));
+        m.target = target(l);
     }
     // Labels without live cgroups go before new ones are admitted, so a freed slot is taken
     // in the same fold.
@@ -519,24 +581,43 @@ void cgroup_rollup::fold(std::span<const traffic_row> rows, const resolve_fn& re
     // New labels in name order, so that which ones the cap admits does not depend on the
     // order the kernel gave the keys in.
     std::sort(fresh.begin(), fresh.end());
-    for (const auto& [name, pos] : fresh) {
+    for (const auto& [name, id] : fresh) {
         uint32_t l = find_label(name);
-        if (l == UINT32_MAX) {
+        if (l == npos) {
             l = add_label(name, admitted_ < options_.max_cgroups);
         }
         labels_[l].live = true;
         labels_[l].last_live = now;
-        id_target_[pos] = target(l);
+        id_memo_[id].label = l;
+        id_memo_[id].target = target(l);
     }
 
+    // Each row's series (remembered in its slot while its label's target holds), then the
+    // sums: the series are in exposition order, not the rows', so the sums prefetch ahead.
+    row_series_.resize(rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
-        const uint32_t t = id_target_[row_id_[i]];
+        slot_memo& sm = slot_memo_[row_slot_[i]];
+        const uint32_t t = id_memo_[sm.id].target;
         if (t == kHold) {
+            row_series_[i] = npos;
+            continue;
+        }
+        if (sm.target != t || sm.series == npos) {
+            sm.series = series_at(t, rows[i].dc, rows[i].net_type);
+            sm.target = t;
+        }
+        row_series_[i] = sm.series;
+    }
+    constexpr size_t kAhead = 16;
+    for (size_t i = 0; i < rows.size(); ++i) {
+        if (i + kAhead < rows.size() && row_series_[i + kAhead] != npos) {
+            __builtin_prefetch(&series_[row_series_[i + kAhead]].live, 1);
+        }
+        if (row_series_[i] == npos) {
             continue;
         }
         const traffic_row& r = rows[i];
-        series_[series_at(t, r.dc, r.net_type)].live +=
-            {r.rx_bytes, r.rx_packets, r.tx_bytes, r.tx_packets};
+        series_[row_series_[i]].live += {r.rx_bytes, r.rx_packets, r.tx_bytes, r.tx_packets};
     }
     arrange();
 }
@@ -549,14 +630,20 @@ void cgroup_rollup::arrange() {
     sort_if_needed();
     std::vector<series> sorted;
     sorted.reserve(series_.size());
+    std::vector<uint32_t> moved_to(series_.size());
     for (uint32_t i : order_) {
+        moved_to[i] = uint32_t(sorted.size());
         sorted.push_back(series_[i]);
     }
     series_.swap(sorted);
-    series_index_.clear();
+    series_index_.permute(moved_to);
     for (uint32_t i = 0; i < series_.size(); ++i) {
-        series_index_.insert({series_[i].label, series_[i].dc, series_[i].net_type});
         order_[i] = i;
+    }
+    for (slot_memo& sm : slot_memo_) {
+        if (sm.series != UINT32_MAX) {
+            sm.series = moved_to[sm.series];
+        }
     }
 }
 
@@ -602,6 +689,9 @@ void cgroup_rollup::drop_labels(clock::time_point now) {
         return;
     }
     std::erase_if(series_, [&](const series& s) { return s.label != 0 && !labels_[s.label].used; });
+    for (slot_memo& sm : slot_memo_) {
+        sm.series = UINT32_MAX;
+    }
     series_index_.clear();
     for (const series& s : series_) {
         series_index_.insert({s.label, s.dc, s.net_type});
@@ -621,25 +711,31 @@ void cgroup_rollup::sort_if_needed() const {
     }
     std::sort(by_name.begin(), by_name.end(),
               [&](uint32_t a, uint32_t b) { return labels_[a].name < labels_[b].name; });
-    std::vector<uint32_t> rank(labels_.size());
+    // By label with a counting sort (labels are few next to series), then by (dc, net type)
+    // within each label.
+    std::vector<uint32_t> start(labels_.size() + 1, 0);
+    for (const series& x : series_) {
+        ++start[x.label + 1];
+    }
+    std::vector<uint32_t> begin(by_name.size() + 1, 0);
     for (uint32_t i = 0; i < by_name.size(); ++i) {
-        rank[by_name[i]] = i;
+        begin[i + 1] = begin[i] + start[by_name[i] + 1];
+    }
+    for (uint32_t i = 0; i < by_name.size(); ++i) {
+        start[by_name[i]] = begin[i];
     }
     order_.resize(series_.size());
     for (uint32_t i = 0; i < series_.size(); ++i) {
-        order_[i] = i;
+        order_[start[series_[i].label]++] = i;
     }
-    std::sort(order_.begin(), order_.end(), [&](uint32_t a, uint32_t b) {
-        const series& x = series_[a];
-        const series& y = series_[b];
-        if (x.label != y.label) {
-            return rank[x.label] < rank[y.label];
-        }
-        if (x.dc != y.dc) {
-            return x.dc < y.dc;
-        }
-        return x.net_type < y.net_type;
-    });
+    for (uint32_t g = 0; g < by_name.size(); ++g) {
+        std::sort(order_.begin() + begin[g], order_.begin() + begin[g + 1],
+                  [&](uint32_t a, uint32_t b) {
+                      const series& x = series_[a];
+                      const series& y = series_[b];
+                      return x.dc != y.dc ? x.dc < y.dc : x.net_type < y.net_type;
+                  });
+    }
     order_dirty_ = false;
 }
 

@@ -75,6 +75,20 @@ class flat_index {
             grow();
         }
     }
+    // Moves the key at each position p to moved_to[p] (a permutation of the positions),
+    // without hashing anything again.
+    void permute(std::span<const uint32_t> moved_to) {
+        std::vector<Key> keys(keys_.size());
+        for (uint32_t p = 0; p < keys_.size(); ++p) {
+            keys[moved_to[p]] = keys_[p];
+        }
+        keys_.swap(keys);
+        for (uint32_t& s : slots_) {
+            if (s != 0) {
+                s = moved_to[s - 1] + 1;
+            }
+        }
+    }
 
   private:
     void grow() {
@@ -347,10 +361,34 @@ class cgroup_rollup {
     detail::flat_index<series_key, series_key_hash> series_index_;  // parallel to series_
     mutable std::vector<uint32_t> order_;
     mutable bool order_dirty_ = true;
-    // fold()'s scratch: each distinct cgroup of the rows and the label it maps to.
+
+    // What fold() remembers between folds. A read gives the rows in the kernel's hash order,
+    // which stays the same while the map's keys do: each row key's slot remembers the slot of
+    // the row that came after it, so a fold that sees the same keys in the same order finds
+    // each row's series with one comparison and reads these arrays front to back, and a
+    // changed key costs one hash lookup.
+    struct slot_memo {
+        uint32_t id;      // position in ids_
+        uint32_t next;    // the slot of the row that followed this one in the last fold
+        uint32_t target;  // the series label the series below was found for
+        uint32_t series;  // position in series_, or npos
+    };
+    struct id_memo {
+        uint32_t label;   // the label its path rolled up to when last resolved, or npos
+        uint32_t target;  // this fold's series label, or kHold / kFresh
+        uint32_t stamp;   // the last fold that saw it
+    };
+    void forget_slots();
+    detail::flat_index<detail::row_key, detail::row_key_hash> slots_;
+    std::vector<slot_memo> slot_memo_;
+    uint32_t first_slot_ = UINT32_MAX;
     detail::flat_index<uint64_t, detail::id_hash> ids_;
-    std::vector<uint32_t> id_target_;
-    std::vector<uint32_t> row_id_;
+    std::vector<id_memo> id_memo_;
+    uint32_t fold_no_ = 0;
+    // fold()'s scratch.
+    std::vector<uint32_t> fold_ids_;
+    std::vector<uint32_t> row_slot_;
+    std::vector<uint32_t> row_series_;
 };
 
 // ---------------------------------------------------------------------------------------------

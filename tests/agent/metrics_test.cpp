@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -89,6 +90,57 @@ TEST(AgentMetricsRollup, DeeperCgroupsAddIntoTheirAncestor) {
     EXPECT_EQ(value(r, "/").tx_bytes, 2u);
     EXPECT_EQ(r.labels_in_use(), 3u);
     EXPECT_EQ(r.series_count(), 4u);
+}
+
+// fold() remembers each row key's series and the order the rows came in; whatever the next
+// rows are (the same, reordered, with keys added or gone, a cgroup renamed, one held), each
+// series is the sum of its rows, as a fresh roll-up folding the same rows once would say.
+TEST(AgentMetricsRollup, FoldsAgainAsIfFresh) {
+    fake_names names;
+    for (uint64_t id = 1; id <= 40; ++id) {
+        names.paths[id] = "/s" + std::to_string(id % 7) + "/c" + std::to_string(id);
+    }
+    std::vector<traffic_row> rows;
+    for (uint64_t id = 1; id <= 40; ++id) {
+        for (uint32_t dc = 0; dc < 3; ++dc) {
+            rows.push_back(row(id, dc, id * 1000 + dc, id * 10 + dc));
+        }
+    }
+    cgroup_rollup r({.cgroup_depth = 1, .max_cgroups = 100});
+    auto check = [&](const char* step) {
+        cgroup_rollup fresh({.cgroup_depth = 1, .max_cgroups = 100});
+        fresh.fold(rows, names);
+        EXPECT_EQ(r.series_count(), fresh.series_count()) << step;
+        fresh.for_each([&](const cgroup_rollup::series& s) {
+            const std::string& label = fresh.label_name(s.label);
+            const cgroup_rollup::series* mine = r.find(label, s.dc, s.net_type);
+            ASSERT_NE(mine, nullptr) << step << " " << label << " dc " << s.dc;
+            EXPECT_EQ(mine->live, s.live) << step << " " << label << " dc " << s.dc;
+        });
+    };
+    r.fold(rows, names);
+    check("first");
+    r.fold(rows, names);
+    check("same rows");
+    for (traffic_row& x : rows) {
+        x.rx_bytes += 5;
+    }
+    std::rotate(rows.begin(), rows.begin() + 17, rows.end());
+    std::swap(rows[3], rows[60]);
+    r.fold(rows, names);
+    check("reordered");
+    rows.insert(rows.begin() + 30, row(41, 2, 77, 88));
+    rows.erase(rows.begin() + 50, rows.begin() + 53);
+    names.paths[41] = "/s9/c41";
+    r.fold(rows, names);
+    check("a key added, keys gone");
+    names.paths[5] = "/s8/c5";  // renamed: its rows move to another label
+    r.fold(rows, names);
+    check("renamed");
+    names.held = {6};
+    r.fold(rows, names);
+    std::erase_if(rows, [](const traffic_row& x) { return x.cgroup_id == 6; });
+    check("held");
 }
 
 TEST(AgentMetricsRollup, CapSendsTheRestAndUnresolvedToOther) {
