@@ -193,6 +193,7 @@ struct counter_snapshot {
     // The reader's buffers, kept between scrapes.
     detail::flat_index<detail::row_key, detail::row_key_hash> dedup_;
     std::vector<std::byte> key_buf_, value_buf_;
+    std::vector<std::byte> other_key_buf_, other_value_buf_;  // the second thread's
 };
 
 enum class read_mode {
@@ -321,6 +322,21 @@ class cgroup_rollup {
     size_t series_count() const { return series_.size(); }
     const rollup_options& options() const { return options_; }
 
+    // The label sets of the series, `{cgroup="...",dc="...",net="..."} ` each, in exposition
+    // order: series i's ends at ends[i]. Kept until the series or the names change.
+    struct label_sets {
+        std::string text;
+        std::vector<uint32_t> ends;
+        uint64_t layout = UINT64_MAX;
+        std::vector<std::string> dcs, nets;  // the names they were built with
+    };
+    // Returns the label sets for these names (dc and net type ids index them; 0 and ids out
+    // of range are "other"), building them when the series or the names changed.
+    const label_sets& label_sets_for(std::span<const std::string> dc_names,
+                                     std::span<const std::string> net_names) const;
+    // Returns a buffer render_traffic() keeps between scrapes (its second thread's half).
+    std::string& spare_page() const { return spare_page_; }
+
   private:
     struct label {
         std::string name, escaped;
@@ -361,6 +377,9 @@ class cgroup_rollup {
     detail::flat_index<series_key, series_key_hash> series_index_;  // parallel to series_
     mutable std::vector<uint32_t> order_;
     mutable bool order_dirty_ = true;
+    uint64_t layout_ = 0;  // changes whenever series are added, dropped or reordered
+    mutable label_sets sets_;
+    mutable std::string spare_page_;
 
     // What fold() remembers between folds. A read gives the rows in the kernel's hash order,
     // which stays the same while the map's keys do: each row key's slot remembers the slot of
@@ -432,7 +451,8 @@ process_stats read_process_stats();
 
 // Appends the four ebpf_agent_cgroup_{receive,transmit}_{bytes,packets}_total families. dc and
 // net type ids index `dc_names` and `net_names` (index 0 is "other"; an id out of range is
-// rendered "other").
+// rendered "other"). Keeps the label sets in `rollup` between calls (one render of a roll-up
+// at a time), and renders a large page on two threads (joined before it returns).
 void render_traffic(const cgroup_rollup& rollup, std::span<const std::string> dc_names,
                     std::span<const std::string> net_names, std::string& out);
 

@@ -295,6 +295,67 @@ TEST(AgentMetricsExposition, RendersTrafficExactly) {
     EXPECT_EQ(out, want);
 }
 
+// A large page (rendered on two threads, from label sets kept between renders) has every
+// series once per family in exposition order, and follows new series and renamed dcs.
+TEST(AgentMetricsExposition, LargePageFollowsChanges) {
+    fake_names names;
+    std::vector<traffic_row> rows;
+    for (uint64_t id = 1; id <= 3000; ++id) {
+        names.paths[id] = "/c" + std::to_string(id);
+        rows.push_back(row(id, 1, id, 2 * id));
+        rows.push_back(row(id, 2, 3 * id, 4 * id));
+    }
+    cgroup_rollup r({.cgroup_depth = 1, .max_cgroups = 10000});
+    const char* families[] = {
+        "ebpf_agent_cgroup_receive_bytes_total", "ebpf_agent_cgroup_receive_packets_total",
+        "ebpf_agent_cgroup_transmit_bytes_total", "ebpf_agent_cgroup_transmit_packets_total"};
+    auto expected = [&](const std::vector<std::string>& dcs) {
+        std::string want;
+        for (size_t f = 0; f < 4; ++f) {
+            r.for_each([&](const cgroup_rollup::series& s) {
+                const traffic_counters v = s.value();
+                const uint64_t value[] = {v.rx_bytes, v.rx_packets, v.tx_bytes, v.tx_packets};
+                want += std::string(families[f]) + "{cgroup=\"" + r.label_name(s.label) +
+                        "\",dc=\"" + (s.dc < dcs.size() ? dcs[s.dc] : "other") +
+                        "\",net=\"other\"} " + std::to_string(value[f]) + "\n";
+            });
+        }
+        return want;
+    };
+    auto series_lines = [](const std::string& page) {
+        std::string lines;
+        size_t pos = 0;
+        while (pos < page.size()) {
+            const size_t end = page.find('\n', pos) + 1;
+            if (page[pos] != '#') {
+                lines.append(page, pos, end - pos);
+            }
+            pos = end;
+        }
+        return lines;
+    };
+    std::vector<std::string> dcs = {"other", "ams1", "fra1"};
+    const std::vector<std::string> nets = {"other"};
+    std::string out;
+    r.fold(rows, names);
+    agent::render_traffic(r, dcs, nets, out);
+    EXPECT_TRUE(series_lines(out) == expected(dcs));
+
+    rows.push_back(row(3001, 1, 5, 5));
+    names.paths[3001] = "/c0";  // sorts first
+    r.fold(rows, names);
+    out.clear();
+    agent::render_traffic(r, dcs, nets, out);
+    EXPECT_TRUE(series_lines(out) == expected(dcs));
+    EXPECT_EQ(r.series_count(), 6001u);
+
+    dcs[2] = "sas";
+    out.clear();
+    agent::render_traffic(r, dcs, nets, out);
+    EXPECT_TRUE(series_lines(out) == expected(dcs));
+    EXPECT_NE(out.find("dc=\"sas\""), std::string::npos);
+}
+
 TEST(AgentMetricsExposition, RendersSelfMetricsExactly) {
     agent::self_state self;
     self.version = "0.1.0";
