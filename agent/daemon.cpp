@@ -44,6 +44,40 @@ std::string maps_dir(const config& cfg) {
 std::string state_path(const config& cfg) {
     return cfg.run_dir + "/state.json";
 }
+std::string labels_pin_path(const config& cfg) {
+    return maps_dir(cfg) + "/" + k_label_map;
+}
+
+std::optional<label_names> read_pinned_labels(const config& cfg, std::string& error) {
+    std::error_code ec;
+    const std::string path = labels_pin_path(cfg);
+    if (!fs::exists(path, ec)) {
+        return std::nullopt;
+    }
+    auto m = ebpf::map::from_pin(path);
+    if (!m || m->key_size() != sizeof(uint32_t) || m->value_size() != sizeof(label_pin_value)) {
+        error = path + ": " + (m ? std::string("not a label map") : m.error().message());
+        return std::nullopt;
+    }
+    std::vector<std::pair<uint32_t, label_pin_value>> entries;
+    uint32_t key = 0, next = 0;
+    for (bool first = true;; first = false) {
+        auto more = m->next_key(first ? nullptr : &key, &next);
+        if (!more) {
+            error = path + ": " + more.error().message();
+            return std::nullopt;
+        }
+        if (!*more) {
+            break;
+        }
+        label_pin_value v{};
+        if (auto found = m->lookup(&next, &v); found && *found) {
+            entries.push_back({next, v});
+        }
+        key = next;
+    }
+    return labels_from_pin(entries);
+}
 
 namespace {
 
@@ -383,6 +417,45 @@ struct daemon {
             }
             pinned_maps.emplace(std::string(c.object) + "/" + std::string(c.map), std::move(*m));
         }
+        if (pinned_maps.empty()) {
+            return;
+        }
+        // The counters' keys hold ids: they go on only where each id keeps its name.
+        std::string error;
+        auto pinned = read_pinned_labels(cfg, error);
+        std::string conflict = pinned ? label_conflict(*pinned, build_label_names(cfg)) : error;
+        if (!conflict.empty()) {
+            log_warn("pinned counters were counted under other names, counters restart from zero",
+                     {{"reason", conflict}});
+            pinned_maps.clear();
+        }
+    }
+
+    // Keep mode: pins the names the counters' ids stand for, replacing the last ones.
+    bool pin_labels(std::string& error) {
+        auto m = ebpf::map::create({.type = BPF_MAP_TYPE_HASH,
+                                    .key_size = sizeof(uint32_t),
+                                    .value_size = sizeof(label_pin_value),
+                                    .max_entries = k_label_map_max_entries,
+                                    .flags = BPF_F_NO_PREALLOC,
+                                    .name = k_label_map});
+        if (!m) {
+            error = "create the label map: " + m.error().message();
+            return false;
+        }
+        for (const auto& [key, v] : label_pin_entries(build_label_names(cfg))) {
+            if (auto r = m->update(&key, &v); !r) {
+                error = "fill the label map: " + r.error().message();
+                return false;
+            }
+        }
+        const std::string path = labels_pin_path(cfg);
+        remove_if_exists(path);
+        if (auto r = m->pin(path); !r) {
+            error = "pin " + path + ": " + r.error().message();
+            return false;
+        }
+        return true;
     }
 
     bool load(std::string& error) {
@@ -518,7 +591,7 @@ struct daemon {
                     return false;
                 }
             }
-            return true;
+            return pin_labels(error);
         }
         remove_pins();
         return true;
@@ -531,6 +604,7 @@ struct daemon {
         for (const auto& c : counter_map_defs) {
             remove_if_exists(maps_dir(cfg) + "/" + std::string(c.map));
         }
+        remove_if_exists(labels_pin_path(cfg));
         remove_agent_dirs(cfg);
     }
 
@@ -892,6 +966,10 @@ struct daemon {
             collector->set_options(rollup());
         }
         log_setup(cfg.log_level_, cfg.log_format_, std::getenv("JOURNAL_STREAM") == nullptr);
+        if (std::string pin_error; cfg.on_stop == on_stop_mode::keep && !pin_labels(pin_error)) {
+            log_warn("the new names are not pinned: the next start may restart the counters",
+                     {{"error", pin_error}});
+        }
         last_reload_ok = true;
         last_reload_error.clear();
         last_reload_time = now_seconds();
@@ -1017,6 +1095,13 @@ int run_cleanup(const config& cfg, bool dry_run) {
         log_info(dry_run ? "would unpin" : "unpinning", {{"path", path}});
         if (!dry_run) {
             remove_if_exists(path);
+        }
+    }
+    if (fs::exists(labels_pin_path(cfg), ec)) {
+        ++removed;
+        log_info(dry_run ? "would unpin" : "unpinning", {{"path", labels_pin_path(cfg)}});
+        if (!dry_run) {
+            remove_if_exists(labels_pin_path(cfg));
         }
     }
     if (!dry_run) {

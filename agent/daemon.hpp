@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "ebpf/cgroup.hpp"
 #include "generation.hpp"
 #include "programs.hpp"
+#include "tables.hpp"
 
 namespace agent {
 
@@ -29,6 +31,13 @@ std::string links_dir(const config& cfg);
 std::string maps_dir(const config& cfg);
 // The state file of a running daemon (JSON: pid, programs, ids), under run_dir.
 std::string state_path(const config& cfg);
+
+// Keep mode's label map (tables.hpp): the names the pinned counters' ids stand for.
+std::string labels_pin_path(const config& cfg);
+
+// Reads the pinned label names; nullopt when none are pinned, or (with `error` set) when the pin
+// cannot be read.
+std::optional<label_names> read_pinned_labels(const config& cfg, std::string& error);
 
 // The target cgroup: its path (under the cgroup2 mount), open fd and id.
 struct target_cgroup {

@@ -240,7 +240,10 @@ int run_stats(const config& cfg, output_format format, std::ostream& out) {
     std::string walk_error;
     (void)names.walk();
     (void)names.update(ids, walk_error);
-    const label_names labels = build_label_names(cfg);
+    // The names the daemon counted under where it pinned them (keep mode), else the config's.
+    std::string label_error;
+    const label_names labels =
+        read_pinned_labels(cfg, label_error).value_or(build_label_names(cfg));
 
     struct line {
         std::string cgroup, dc, net;

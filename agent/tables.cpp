@@ -155,4 +155,61 @@ label_names build_label_names(const config& c) {
     return l;
 }
 
+std::vector<std::pair<uint32_t, label_pin_value>> label_pin_entries(const label_names& l) {
+    std::vector<std::pair<uint32_t, label_pin_value>> out;
+    auto add = [&](uint32_t kind, const std::vector<std::string>& names) {
+        for (uint32_t id = 1; id < names.size(); ++id) {
+            label_pin_value v{};
+            std::memcpy(v.name, names[id].data(), std::min(names[id].size(), sizeof v.name));
+            out.push_back({(kind << 24) | id, v});
+        }
+    };
+    add(k_label_kind_dc, l.dc);
+    add(k_label_kind_net_type, l.net_type);
+    return out;
+}
+
+label_names labels_from_pin(const std::vector<std::pair<uint32_t, label_pin_value>>& entries) {
+    label_names l;
+    l.dc.push_back("other");
+    l.net_type.push_back("other");
+    for (const auto& [key, v] : entries) {
+        const uint32_t kind = key >> 24, id = key & 0xffffff;
+        std::vector<std::string>* names = kind == k_label_kind_dc         ? &l.dc
+                                          : kind == k_label_kind_net_type ? &l.net_type
+                                                                          : nullptr;
+        if (!names || id == 0) {
+            continue;
+        }
+        if (names->size() <= id) {
+            names->resize(id + 1);
+        }
+        (*names)[id].assign(v.name, strnlen(v.name, sizeof v.name));
+    }
+    return l;
+}
+
+std::string label_conflict(const label_names& pinned, const label_names& now) {
+    auto check = [](const char* what, const std::vector<std::string>& a,
+                    const std::vector<std::string>& b) -> std::string {
+        for (size_t id = 1; id < a.size(); ++id) {
+            if (a[id].empty()) {
+                continue;
+            }
+            const std::string was = "\"" + a[id] + "\"";
+            if (id >= b.size()) {
+                return std::string(what) + " " + std::to_string(id) + " was " + was +
+                       ", now undeclared";
+            }
+            if (a[id] != b[id]) {
+                return std::string(what) + " " + std::to_string(id) + " was " + was + ", now \"" +
+                       b[id] + "\"";
+            }
+        }
+        return {};
+    };
+    std::string r = check("datacenter", pinned.dc, now.dc);
+    return r.empty() ? check("network type", pinned.net_type, now.net_type) : r;
+}
+
 }  // namespace agent

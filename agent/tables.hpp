@@ -46,4 +46,26 @@ struct label_names {
 // Returns the names of datacenter and network type ids.
 label_names build_label_names(const config& c);
 
+// A counter key holds a datacenter and a type id, not a name. Keep mode therefore pins, next to
+// the counter maps, the names their ids stood for: a hash the agent creates itself, key
+// (kind << 24) | id, value the name NUL-padded. The next start compares it with its own config.
+inline constexpr const char* k_label_map = "stat_labels";
+inline constexpr uint32_t k_label_kind_dc = 1;
+inline constexpr uint32_t k_label_kind_net_type = 2;
+inline constexpr uint32_t k_label_map_max_entries = 65536;
+
+struct label_pin_value {
+    char name[32];  // config names are at most 32 characters: NUL-terminated only when shorter
+};
+
+// The label map's entries for `l` (ids 1..; "other", id 0, is not stored).
+std::vector<std::pair<uint32_t, label_pin_value>> label_pin_entries(const label_names& l);
+
+// The names back from the label map's entries; an id with no entry gets "".
+label_names labels_from_pin(const std::vector<std::pair<uint32_t, label_pin_value>>& entries);
+
+// Why counters counted under `pinned` cannot go on under `now`, e.g. `datacenter 2 was "dc2",
+// now "dc3"`; empty when every pinned id keeps its name (ids may be added).
+std::string label_conflict(const label_names& pinned, const label_names& now);
+
 }  // namespace agent

@@ -449,6 +449,18 @@ TEST(AgentConfig, RestartOnlyChanges) {
     EXPECT_EQ(agent::restart_only_changes(running, next),
               (std::vector<std::string>{"programs.tclass_lock: false -> true",
                                         "net_stat.max_dc_entries: 16384 -> 1024"}));
+
+    // Counter keys hold positions: a datacenter or type may be appended, not moved or removed.
+    const std::string dcs = "datacenters = [\"dc1\", \"dc2\"]";
+    std::string appended = text;
+    appended.replace(appended.find(dcs), dcs.size(), "datacenters = [\"dc1\", \"dc2\", \"dc3\"]");
+    EXPECT_TRUE(agent::restart_only_changes(running, parse_ok(appended)).empty());
+    std::string reordered = text;
+    reordered.replace(reordered.find(dcs), dcs.size(), "datacenters = [\"dc2\", \"dc1\"]");
+    EXPECT_EQ(agent::restart_only_changes(running, parse_ok(reordered)),
+              (std::vector<std::string>{
+                  "network.datacenters: [\"dc1\", \"dc2\"] -> [\"dc2\", \"dc1\"] (counters are "
+                  "kept by position: names may only be appended)"}));
 }
 
 TEST(AgentConfig, HashFollowsContentNotLayout) {

@@ -316,4 +316,31 @@ TEST(AgentTables, LabelNames) {
     EXPECT_EQ(l.dc, (std::vector<std::string>{"other"}));
 }
 
+TEST(AgentTables, PinnedLabelNamesRoundTripAndConflicts) {
+    const agent::label_names l = agent::build_label_names(embedded());
+    const auto entries = agent::label_pin_entries(l);
+    ASSERT_EQ(entries.size(), 4u);
+    EXPECT_EQ(entries[0].first, (agent::k_label_kind_dc << 24) | 1);
+    EXPECT_EQ(entries[3].first, (agent::k_label_kind_net_type << 24) | 2);
+    const agent::label_names back = agent::labels_from_pin(entries);
+    EXPECT_EQ(back.dc, l.dc);
+    EXPECT_EQ(back.net_type, l.net_type);
+    EXPECT_EQ(agent::label_conflict(back, l), "");
+
+    // A 32-character name fills the value without a terminator.
+    agent::label_names longest = l;
+    longest.dc[2] = std::string(32, 'x');
+    EXPECT_EQ(agent::labels_from_pin(agent::label_pin_entries(longest)).dc[2], longest.dc[2]);
+
+    agent::label_names appended = l;
+    appended.dc.push_back("dc3");
+    EXPECT_EQ(agent::label_conflict(l, appended), "");
+    agent::label_names reordered = l;
+    std::swap(reordered.dc[1], reordered.dc[2]);
+    EXPECT_EQ(agent::label_conflict(l, reordered), "datacenter 1 was \"dc1\", now \"dc2\"");
+    agent::label_names fewer = l;
+    fewer.net_type.pop_back();
+    EXPECT_EQ(agent::label_conflict(l, fewer), "network type 2 was \"fastbone\", now undeclared");
+}
+
 }  // namespace

@@ -513,6 +513,67 @@ TEST_F(AgentTest, KeepModeRestartKeepsLinksAndCountersAndLosesNoPacket) {
     EXPECT_NE(c2.err.find("nothing to clean up"), std::string::npos) << c2.err;
 }
 
+// Counter keys hold datacenter ids (positions in the list), so pinned counters go on only where
+// every id keeps its name: an appended datacenter keeps them, a reordered list restarts them
+// rather than give dc1's counts to dc2.
+TEST_F(AgentTest, KeepModeCountersGoOnOnlyWhileTheDatacentersKeepTheirIds) {
+    auto config_with = [&](const char* datacenters, const char* name) {
+        std::string text = base_config("keep");
+        const std::string from = "datacenters = [\"dc1\", \"dc2\"]";
+        text.replace(text.find(from), from.size(), std::string("datacenters = ") + datacenters);
+        const std::string path = tmp_.path(name);
+        test::write_file(path, text);
+        return path;
+    };
+    // tx packets of the test's cgroup per dc name, read by `stats` from the pins.
+    auto counted = [&](const std::string& config) {
+        std::map<std::string, uint64_t> out;
+        auto stats = run_agent({"stats", "--config", config, "-o", "json"});
+        EXPECT_EQ(stats.exit_code, 0) << stats.err;
+        const auto j = nlohmann::json::parse(stats.out);
+        for (const auto& r : j["rows"]) {
+            if (r["cgroup"] == label_of(cg_.path()) && r["tx_packets"].get<uint64_t>() > 0) {
+                out[r["dc"].get<std::string>()] += r["tx_packets"].get<uint64_t>();
+            }
+        }
+        return out;
+    };
+    auto run_with = [&](const std::string& config, int to_dc1, int to_dc2) {
+        agent_daemon d(config, state_file());
+        EXPECT_TRUE(d.wait_ready()) << d.log();
+        EXPECT_EQ(
+            test::run_in_cgroup(
+                cg_,
+                [&] {
+                    return udp_traffic({{"2001:db8:1::1", to_dc1}, {"2001:db8:2::1", to_dc2}});
+                }),
+            0);
+        d.signal(SIGTERM);
+        EXPECT_EQ(d.wait_exit(), 0) << d.log();
+        return d.log();
+    };
+    using counts = std::map<std::string, uint64_t>;
+
+    const std::string first = config_with(R"(["dc1", "dc2"])", "first.toml");
+    run_with(first, 5, 3);
+    EXPECT_EQ(counted(first), (counts{{"dc1", 5}, {"dc2", 3}}));
+
+    const std::string appended = config_with(R"(["dc1", "dc2", "dc3"])", "appended.toml");
+    std::string log = run_with(appended, 1, 1);
+    EXPECT_EQ(log.find("counted under other names"), std::string::npos) << log;
+    EXPECT_EQ(counted(appended), (counts{{"dc1", 6}, {"dc2", 4}})) << "the counters went on";
+
+    const std::string reordered = config_with(R"(["dc2", "dc1", "dc3"])", "reordered.toml");
+    log = run_with(reordered, 2, 0);
+    EXPECT_NE(log.find("counters restart from zero"), std::string::npos) << log;
+    EXPECT_NE(log.find("datacenter 1 was \\\"dc1\\\", now \\\"dc2\\\""), std::string::npos) << log;
+    EXPECT_EQ(counted(reordered), (counts{{"dc1", 2}})) << "no count under another dc's name";
+
+    auto c = run_agent({"cleanup", "--config", reordered});
+    EXPECT_EQ(c.exit_code, 0) << c.err;
+    EXPECT_FALSE(bpffs_dir_exists());
+}
+
 TEST_F(AgentTest, SighupAppliesANewTableToNewConnectionsAndABadFileKeepsTheOldConfig) {
     const std::string config = write_config("detach");
     agent_daemon d(config, state_file());
