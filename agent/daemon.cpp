@@ -311,6 +311,9 @@ struct daemon {
     std::unique_ptr<cgroup_names> names;
     std::unique_ptr<metrics_collector> collector;
     label_names labels;
+    // The memory of the last /metrics page, kept for the next one: at 10,000 cgroups x 8 dcs a
+    // page is 60 MB, and rendering into fresh memory costs 20 ms more (page faults).
+    std::string spare_page;
     http_server server;
     std::string metrics_address;
     std::atomic<bool> ready{false};
@@ -696,17 +699,26 @@ struct daemon {
         return s;
     }
 
-    std::string render_metrics() {
+    // Renders /metrics into `out`, in the memory of the last page sent where it came back.
+    void render_metrics(std::string& out) {
         std::lock_guard lock(mu);
-        std::string out;
+        out.swap(spare_page);
+        out.clear();
         if (!collector) {
-            return out;
+            return;
         }
         const std::string err = collector->scrape(self(), labels.dc, labels.net_type, out);
         if (!err.empty()) {
             log_warn("scrape: reading the counters failed", {{"error", err}});
         }
-        return out;
+    }
+
+    // Keeps a sent page's memory for the next render (the larger, with two scrapes at once).
+    void recycle_page(std::string&& page) {
+        std::lock_guard lock(mu);
+        if (page.capacity() > spare_page.capacity()) {
+            spare_page = std::move(page);
+        }
     }
 
     // The foreground statistics line: totals over every cgroup.
@@ -740,8 +752,11 @@ struct daemon {
             return true;
         }
         http_handlers h;
-        h.metrics = [this] {
-            return render_metrics();
+        h.metrics = [this](std::string& body) {
+            render_metrics(body);
+        };
+        h.recycle = [this](std::string&& body) {
+            recycle_page(std::move(body));
         };
         h.ready = [this](std::string& reason) {
             if (!ready) {

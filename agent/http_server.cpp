@@ -98,6 +98,12 @@ class session : public std::enable_shared_from_this<session> {
     }
 
     void on_write(beast::error_code ec) {
+        if (metrics_body_) {
+            metrics_body_ = false;
+            if (handlers_.recycle) {
+                handlers_.recycle(std::move(res_.body()));
+            }
+        }
         if (ec) {
             return;
         }
@@ -127,7 +133,12 @@ class session : public std::enable_shared_from_this<session> {
         const http_handlers& h = handlers_;
         try {
             if (target == "/metrics") {
-                text(http::status::ok, h.metrics ? h.metrics() : std::string());
+                std::string body;
+                if (h.metrics) {
+                    h.metrics(body);
+                }
+                text(http::status::ok, std::move(body));
+                metrics_body_ = true;
                 res_.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             } else if (target == "/healthz") {
                 text(http::status::ok, "ok\n");
@@ -151,6 +162,7 @@ class session : public std::enable_shared_from_this<session> {
     beast::flat_buffer buffer_{kHeaderLimit};
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> res_;
+    bool metrics_body_ = false;  // res_ holds a /metrics body, to be recycled once written
     const http_handlers& handlers_;
     int& connections_;
 };

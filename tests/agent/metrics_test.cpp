@@ -658,9 +658,9 @@ TEST(AgentMetricsHttp, ServesMetricsHealthAndReadiness) {
     std::atomic<bool> ready{false};
     std::atomic<int> scrapes{0};
     agent::http_handlers h;
-    h.metrics = [&] {
+    h.metrics = [&](std::string& body) {
         ++scrapes;
-        return std::string("# TYPE x counter\nx 1\n");
+        body = "# TYPE x counter\nx 1\n";
     };
     h.ready = [&](std::string& reason) {
         if (!ready) {
@@ -718,8 +718,22 @@ TEST(AgentMetricsHttp, ServesMetricsHealthAndReadiness) {
 
 TEST(AgentMetricsHttp, KeepAliveServesSeveralRequests) {
     agent::http_handlers h;
-    h.metrics = [] {
-        return std::string(100000, 'x');
+    // Each page is rendered into the memory of the one before, given back once sent.
+    std::atomic<int> recycled{0};
+    std::atomic<bool> reused{true};
+    std::atomic<const char*> last{nullptr};
+    std::string spare;
+    h.metrics = [&](std::string& body) {
+        body.swap(spare);
+        if (last.load() != nullptr && body.data() != last.load()) {
+            reused = false;
+        }
+        body.assign(100000, 'x');
+    };
+    h.recycle = [&](std::string&& body) {
+        ++recycled;
+        last = body.data();
+        spare = std::move(body);
     };
     agent::http_server server;
     std::string err;
@@ -751,6 +765,9 @@ TEST(AgentMetricsHttp, KeepAliveServesSeveralRequests) {
         EXPECT_EQ(got.compare(0, 12, "HTTP/1.1 200"), 0);
     }
     ::close(s);
+    // The server gives a body back before it reads the next request on the connection.
+    EXPECT_GE(recycled.load(), 2);
+    EXPECT_TRUE(reused.load()) << "a page rendered into fresh memory";
 }
 
 TEST(AgentMetricsHttp, BadOrBusyAddressesSayWhich) {
