@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -139,6 +140,52 @@ ebpf::result<void> cgroup_names::walk(clock::time_point now) {
     return {};
 }
 
+bool cgroup_names::path_by_handle(uint64_t id, std::string& path) {
+    if (!options_.open_by_handle) {
+        return false;
+    }
+    if (mount_fd_.get() < 0) {
+        mount_fd_ = ebpf::fd(::open(mount_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (mount_fd_.get() < 0) {
+            return false;
+        }
+    }
+    // A kernfs file handle: 8 bytes, the node's id (FILEID_KERNFS).
+    struct {
+        unsigned int bytes = 8;
+        int type = 0xfe;
+        uint64_t id;
+    } handle{.id = id};
+    ebpf::fd dir(::open_by_handle_at(mount_fd_.get(), reinterpret_cast<file_handle*>(&handle),
+                                     O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0) {
+        // No permission, or no such handles here: stop trying. A gone id (ESTALE) is for a walk
+        // to declare.
+        if (errno == EPERM || errno == EOPNOTSUPP || errno == EINVAL) {
+            options_.open_by_handle = false;
+        }
+        return false;
+    }
+    char link[64];
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", dir.get());
+    char buf[4096];
+    const ssize_t n = ::readlink(link, buf, sizeof buf);
+    if (n <= 0 || size_t(n) >= sizeof buf) {
+        return false;
+    }
+    const std::string_view full(buf, size_t(n));
+    // The mount itself, or a directory below it (not one removed meanwhile: " (deleted)").
+    if (full.substr(0, mount_.size()) != mount_ || full.ends_with(" (deleted)")) {
+        return false;
+    }
+    const std::string_view rest = full.substr(mount_.size() == 1 ? 0 : mount_.size());
+    if (!rest.empty() && rest[0] != '/') {
+        return false;
+    }
+    path = rest.empty() ? "/" : std::string(rest);
+    return true;
+}
+
 std::vector<uint64_t> cgroup_names::update(std::span<const uint64_t> ids, std::string& walk_error,
                                            clock::time_point now) {
     ++updates_;
@@ -147,6 +194,13 @@ std::vector<uint64_t> cgroup_names::update(std::span<const uint64_t> ids, std::s
     for (uint64_t id : ids) {
         if (auto it = known_.find(id); it != known_.end()) {
             it->second.listed = updates_;
+            continue;
+        }
+        if (std::string path; !pending_.count(id) && path_by_handle(id, path)) {
+            // Alive now; the next walk confirms it like any other (found_in: the last one).
+            known_.emplace(id, entry{std::move(path), true, attempts_, updates_});
+            ++alive_;
+            ++by_handle_;
             continue;
         }
         auto [it, inserted] = pending_.try_emplace(id, pending{walks_, updates_});

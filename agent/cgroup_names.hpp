@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ebpf/base/result.hpp"
+#include "ebpf/sys/fd.hpp"
 
 namespace agent {
 
@@ -30,6 +31,10 @@ struct cgroup_names_options {
     // The most time between two walks: how soon a removed cgroup is noticed when no new id
     // shows up.
     std::chrono::steady_clock::duration max_age = std::chrono::seconds(60);
+    // Names a new id by opening its cgroup by handle (open_by_handle_at: cgroupfs takes the id
+    // as the handle) before falling back to a walk: ~7 us an id against ~60 ms for a walk of
+    // 10,000 cgroups. Needs CAP_DAC_READ_SEARCH; without it (EPERM) every new id waits for a walk.
+    bool open_by_handle = true;
 };
 
 // Resolves cgroup ids (on cgroup v2 the cgroupfs inode number of the cgroup's directory, which
@@ -69,6 +74,8 @@ class cgroup_names {
     size_t alive() const { return alive_; }
     // Returns how many walks succeeded.
     uint64_t walks() const { return walks_; }
+    // Returns how many ids were named by handle, without a walk.
+    uint64_t opened_by_handle() const { return by_handle_; }
 
   private:
     struct entry {
@@ -82,8 +89,14 @@ class cgroup_names {
         uint64_t listed = 0;
     };
 
+    // The path of the cgroup whose id is `id`, relative to the mount, found by its handle;
+    // false when that cannot tell (a walk must).
+    bool path_by_handle(uint64_t id, std::string& path);
+
     std::string mount_;
     cgroup_names_options options_;
+    ebpf::fd mount_fd_;  // opened on the first handle lookup
+    uint64_t by_handle_ = 0;
     std::unordered_map<uint64_t, entry> known_;
     std::unordered_map<uint64_t, pending> pending_;
     clock::time_point last_walk_{};     // the last walk that succeeded

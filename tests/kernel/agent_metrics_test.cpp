@@ -351,7 +351,8 @@ TEST_F(AgentMetricsCgroups, ResolvesATestCgroupAndNoticesItsRemoval) {
     sub_cgroup b(a.path() + "/b");
     const uint64_t id_a = a.id(), id_b = b.id();
 
-    agent::cgroup_names names(*mount, {.min_rewalk = 0s, .max_age = 60s});
+    // Walks only: a new id named by its handle would trigger no walk (the next test).
+    agent::cgroup_names names(*mount, {.min_rewalk = 0s, .max_age = 60s, .open_by_handle = false});
     std::string err;
     const uint64_t ids[] = {1, id_a, id_b};  // 1: the root cgroup
     EXPECT_TRUE(names.update(ids, err).empty());
@@ -373,6 +374,39 @@ TEST_F(AgentMetricsCgroups, ResolvesATestCgroupAndNoticesItsRemoval) {
     EXPECT_EQ(gone[0], id_b);
     EXPECT_EQ(*names.lookup(c.id()).path, rel + "/a/c");
     EXPECT_EQ(*names.lookup(id_b).path, rel + "/a/b");  // kept for its last counts
+}
+
+TEST_F(AgentMetricsCgroups, NamesNewCgroupsByHandleWithoutAWalk) {
+    auto mount = cgroup2_mount();
+    ASSERT_OK(mount);
+    test_cgroup cg;
+    ASSERT_FALSE(cg.path().empty());
+    const std::string rel = cg.path().substr(mount->size());
+    sub_cgroup a(cg.path() + "/a");
+    sub_cgroup b(a.path() + "/b");
+
+    agent::cgroup_names names(*mount, {.min_rewalk = 0s, .max_age = 60s});
+    ASSERT_OK(names.walk());
+    sub_cgroup c(a.path() + "/c");  // after the walk
+    const uint64_t ids[] = {1, a.id(), c.id()};
+    std::string err;
+    EXPECT_TRUE(names.update(ids, err).empty());
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(names.walks(), 1u) << "the new id needed no walk";
+    EXPECT_EQ(names.opened_by_handle(), 1u);
+    ASSERT_NE(names.lookup(c.id()).path, nullptr);
+    EXPECT_EQ(*names.lookup(c.id()).path, rel + "/a/c");
+    EXPECT_FALSE(names.lookup(c.id()).hold);
+
+    // A removed cgroup cannot be opened by its handle: its id waits for the walk, which finds it
+    // gone.
+    const uint64_t id_b = b.id();
+    b.remove();
+    agent::cgroup_names fresh(*mount, {.min_rewalk = 0s, .max_age = 60s});
+    const uint64_t gone_ids[] = {id_b};
+    EXPECT_EQ(fresh.update(gone_ids, err), std::vector<uint64_t>{id_b});
+    EXPECT_EQ(fresh.opened_by_handle(), 0u);
+    EXPECT_EQ(fresh.walks(), 1u);
 }
 
 TEST_F(AgentMetricsCgroups, ScrapeKeepsARemovedCgroupsCountsInItsLabel) {
