@@ -184,10 +184,8 @@ def check_pod(doc, configmaps, agent_image):
             check(c.get("image") == agent_image,
                   f"{cat}: image {c.get('image')}, the agent's is {agent_image}")
             add = caps.get("add") or []
-            # `cleanup` names no cgroups: it does without DAC_READ_SEARCH.
-            want = CAPS - {"DAC_READ_SEARCH"} if "cleanup" in (c.get("args") or []) else CAPS
-            check(len(add) == len(set(add)) and set(add) == want,
-                  f"{cat}: capabilities.add is {add}, want exactly {sorted(want)}")
+            check(len(add) == len(set(add)) and set(add) == CAPS,
+                  f"{cat}: capabilities.add is {add}, want exactly {sorted(CAPS)}")
             check((c.get("command") or [None])[0] == BINARY,
                   f"{cat}: command {c.get('command')} does not start with {BINARY}")
         else:
