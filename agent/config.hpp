@@ -33,7 +33,7 @@
 //
 //   [net_stat]
 //   max_cgroups = 4096                   # entries of stat_cgroup (64..1048576)
-//   max_dc_entries = 16384               # entries of stat_dc: (cgroup, dc, net type) keys
+//   max_dc_entries = 16384               # (cgroup, dc, net type) keys, over stat_dc and stat_dc_1
 //                                        # (64..4194304); each holds both directions
 //
 //   [network]
@@ -153,7 +153,7 @@ struct config {
 
     // [net_stat]
     uint32_t net_stat_max_cgroups = 4096;      // stat_cgroup's max_entries
-    uint32_t net_stat_max_dc_entries = 16384;  // stat_dc's max_entries
+    uint32_t net_stat_max_dc_entries = 16384;  // see dc_map_entries() in generation.hpp
 
     // [network], [[networks]], [project_sets], [[rules]], [tcp_tos]
     std::vector<std::string> datacenters;  // id = index + 1

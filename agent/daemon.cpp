@@ -657,9 +657,11 @@ struct daemon {
     // The dc map only with the dc programs: the object creates it either way, and as the
     // source of the rows an empty one would hide the per-cgroup counts.
     counter_maps current_counter_maps() {
+        const bool dc = cfg.programs.net_stat_dc;
         return {gen.map("net_stat", NET_STAT_MAP_CGROUP),
-                cfg.programs.net_stat_dc ? gen.map("net_stat", NET_STAT_MAP_DC) : nullptr,
-                gen.map("net_stat", NET_STAT_MAP_ERRORS)};
+                dc ? gen.map("net_stat", NET_STAT_MAP_DC) : nullptr,
+                gen.map("net_stat", NET_STAT_MAP_ERRORS),
+                dc ? gen.map("net_stat", NET_STAT_MAP_DC_1) : nullptr};
     }
 
     rollup_options rollup() const {

@@ -59,8 +59,10 @@ bool prepare(const config& cfg, std::string_view object, ebpf::collection_spec& 
         }
     }
     if (object == "net_stat") {
+        const uint32_t half = dc_map_entries(cfg.net_stat_max_dc_entries);
         return set_max_entries(spec, NET_STAT_MAP_CGROUP, cfg.net_stat_max_cgroups, error) &&
-               set_max_entries(spec, NET_STAT_MAP_DC, cfg.net_stat_max_dc_entries, error);
+               set_max_entries(spec, NET_STAT_MAP_DC, half, error) &&
+               set_max_entries(spec, NET_STAT_MAP_DC_1, half, error);
     }
     return true;
 }

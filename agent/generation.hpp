@@ -32,6 +32,12 @@ struct generation_options {
     std::map<std::string, std::string> object_files;
 };
 
+// The max_entries of each of net_stat's two dc maps (NET_STAT_MAP_DC, NET_STAT_MAP_DC_1) for
+// net_stat.max_dc_entries keys in all: half each, and an eighth more for the halves' imbalance.
+constexpr uint32_t dc_map_entries(uint32_t max_dc_entries) {
+    return max_dc_entries / 2 + max_dc_entries / 8 + 1;
+}
+
 // Loads every object an enabled program needs, sized and set from `cfg`, and fills the maps
 // from its tables. On failure, `error` names the object, the program and the verifier log.
 bool load_generation(const config& cfg, const generation_options& o, generation& out,

@@ -252,17 +252,41 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
     if (maps.dc) {
         EBPF_TRY(check_hash(*maps.dc, sizeof(net_stat_dc_key), "struct net_stat_dc_key"));
     }
+    ebpf::map* const dc_1 = maps.dc ? maps.dc_1 : nullptr;
+    if (dc_1) {
+        EBPF_TRY(check_hash(*dc_1, sizeof(net_stat_dc_key), "struct net_stat_dc_key"));
+    }
     if (maps.errors) {
         EBPF_TRY(check_layout(*maps.errors, {BPF_MAP_TYPE_PERCPU_ARRAY}, 4, "__u32",
                               sizeof(net_stat_value), "struct net_stat_value"));
     }
 
-    // The per-cgroup map when it is not the source (its fill, and its ids for deletion) is
-    // read on a second thread while this one reads the source: the kernel's walk is most of a
-    // read, and the two maps do not share locks. Measured with bench/agent_bench.cpp, 10,000
-    // cgroups x 8 dcs on 2 CPUs: read_maps 30.7 ms instead of 32.4.
-    std::optional<ebpf::result<uint64_t>> other;
-    std::thread other_reader;
+    // One row per entry of a source map, both directions.
+    auto row_of = [](bool is_dc, const std::byte* key, const net_stat_counters& v) {
+        traffic_row r{};
+        if (is_dc) {
+            net_stat_dc_key dk;
+            std::memcpy(&dk, key, sizeof dk);
+            r.cgroup_id = dk.cgroup_id;
+            r.dc = dk.dc;
+            r.net_type = dk.net_type;
+        } else {
+            std::memcpy(&r.cgroup_id, key, sizeof r.cgroup_id);
+        }
+        r.rx_bytes = v.rx_bytes;
+        r.rx_packets = v.rx_packets;
+        r.tx_bytes = v.tx_bytes;
+        r.tx_packets = v.tx_packets;
+        return r;
+    };
+
+    // The kernel's walk of a hash is most of a read, and memory-bound: the second half of the
+    // dc keys, then the per-cgroup map when it is not the source (its fill, and its ids for
+    // deletion), are read on a second thread while this one reads the source. The maps share
+    // no locks. Measured with bench/agent_bench.cpp, 10,000 cgroups x 8 dcs on 2 CPUs.
+    std::optional<ebpf::result<uint64_t>> read_1, other;
+    bool iterated_1 = false;
+    std::thread second;
     struct joiner {
         std::thread& t;
         ~joiner() {
@@ -270,63 +294,81 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
                 t.join();
             }
         }
-    } join_other{other_reader};
-    if (maps.dc && maps.cgroup) {
-        other_reader = std::thread([&] {
-            bool iterated = false;
-            other.emplace(read_map(
-                *maps.cgroup, mode, out.other_key_buf_, out.other_value_buf_,
-                [&](const std::byte* key, const net_stat_counters&) {
-                    uint64_t id;
-                    std::memcpy(&id, key, sizeof id);
-                    out.other_ids.push_back(id);
-                },
-                iterated));
+    } join_second{second};
+    out.rows_1_.clear();
+    const bool other_too = maps.dc && maps.cgroup;
+    if (dc_1 || other_too) {
+        second = std::thread([&] {
+            if (dc_1) {
+                read_1.emplace(read_map(
+                    *dc_1, mode, out.other_key_buf_, out.other_value_buf_,
+                    [&](const std::byte* key, const net_stat_counters& v) {
+                        out.rows_1_.push_back(row_of(true, key, v));
+                    },
+                    iterated_1));
+                if (!*read_1) {
+                    return;
+                }
+            }
+            if (other_too) {
+                bool iterated = false;
+                other.emplace(read_map(
+                    *maps.cgroup, mode, out.other_key_buf_, out.other_value_buf_,
+                    [&](const std::byte* key, const net_stat_counters&) {
+                        uint64_t id;
+                        std::memcpy(&id, key, sizeof id);
+                        out.other_ids.push_back(id);
+                    },
+                    iterated));
+            }
         });
     }
 
-    // The source: one row per entry, both directions.
-    if (ebpf::map* const source = maps.dc ? maps.dc : maps.cgroup) {
+    ebpf::map* const source = maps.dc ? maps.dc : maps.cgroup;
+    bool iterated = false;
+    std::optional<ebpf::result<uint64_t>> read_source;
+    if (source) {
         const bool is_dc = source == maps.dc;
-        bool iterated = false;
-        auto n = read_map(
+        read_source.emplace(read_map(
             *source, mode, out.key_buf_, out.value_buf_,
             [&](const std::byte* key, const net_stat_counters& v) {
-                detail::row_key k{};
-                if (is_dc) {
-                    net_stat_dc_key dk;
-                    std::memcpy(&dk, key, sizeof dk);
-                    k = {dk.cgroup_id, dk.dc, dk.net_type};
-                } else {
-                    std::memcpy(&k.cgroup_id, key, sizeof k.cgroup_id);
-                }
-                out.rows.push_back({k.cgroup_id, k.dc, k.net_type, v.rx_bytes, v.rx_packets,
-                                    v.tx_bytes, v.tx_packets});
+                out.rows.push_back(row_of(is_dc, key, v));
             },
-            iterated);
-        if (!n) {
-            return std::move(n).error();
-        }
-        out.fills.push_back({source->name(), *n, source->max_entries()});
-        // A batch read visits each hash bucket once, so it gives each key once; an iteration
-        // that a concurrent delete restarts can give a key twice: its last values (the newer
-        // ones) stay.
-        if (iterated) {
-            out.dedup_.clear();
-            size_t kept = 0;
-            for (const traffic_row& r : out.rows) {
-                auto [pos, added] = out.dedup_.insert({r.cgroup_id, r.dc, r.net_type});
-                out.rows[added ? kept++ : pos] = r;
-            }
-            out.rows.resize(kept);
-        }
+            iterated));
     }
-    if (other_reader.joinable()) {
-        other_reader.join();
-        if (!*other) {
-            return std::move(*other).error();
-        }
+    if (second.joinable()) {
+        second.join();
+    }
+    if (read_source && !*read_source) {
+        return std::move(*read_source).error();
+    }
+    if (read_1 && !*read_1) {
+        return std::move(*read_1).error();
+    }
+    if (other && !*other) {
+        return std::move(*other).error();
+    }
+    if (source) {
+        out.fills.push_back({source->name(), **read_source, source->max_entries()});
+    }
+    if (read_1) {
+        out.fills.push_back({dc_1->name(), **read_1, dc_1->max_entries()});
+        out.rows.insert(out.rows.end(), out.rows_1_.begin(), out.rows_1_.end());
+        iterated |= iterated_1;
+    }
+    if (other) {
         out.fills.push_back({maps.cgroup->name(), **other, maps.cgroup->max_entries()});
+    }
+    // A batch read visits each hash bucket once, so it gives each key once; an iteration that a
+    // concurrent delete restarts can give a key twice: its last values (the newer ones) stay.
+    if (iterated) {
+        out.dedup_.clear();
+        size_t kept = 0;
+        for (const traffic_row& r : out.rows) {
+            auto [pos, added] = out.dedup_.insert({r.cgroup_id, r.dc, r.net_type});
+            out.rows[added ? kept++ : pos] = r;
+        }
+        out.rows.resize(kept);
     }
 
     if (maps.errors) {
@@ -393,7 +435,8 @@ ebpf::result<void> delete_cgroups(const counter_maps& maps, std::span<const uint
             net_stat_counters v;
             if (source == maps.dc) {
                 const net_stat_dc_key k{row.cgroup_id, row.dc, row.net_type};
-                EBPF_TRY(take(*source, &k, v));
+                ebpf::map* half = maps.dc_1 && net_stat_dc_shard(&k) ? maps.dc_1 : source;
+                EBPF_TRY(take(*half, &k, v));
             } else if (row.dc == 0 && row.net_type == 0) {
                 const net_stat_key k{row.cgroup_id};
                 EBPF_TRY(take(*source, &k, v));

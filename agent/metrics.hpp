@@ -172,6 +172,8 @@ struct counter_maps {
     ebpf::map* cgroup = nullptr;  // stat_cgroup: net_stat_key -> net_stat_counters per CPU
     ebpf::map* dc = nullptr;      // stat_dc: net_stat_dc_key -> net_stat_counters per CPU
     ebpf::map* errors = nullptr;  // stat_errors: enum net_stat_error -> net_stat_value per CPU
+    // stat_dc_1: the other half of the dc keys (net_stat_dc_shard()); with `dc` only.
+    ebpf::map* dc_1 = nullptr;
 };
 
 // What one read of the counter maps found.
@@ -184,7 +186,7 @@ struct counter_snapshot {
     // Traffic not counted because a counter map was full, by enum net_stat_error.
     std::array<net_stat_value, NET_STAT_ERR_MAX> uncounted{};
     bool has_errors = false;  // the errors map exists
-    // The entries of each counter map that exists (both are read, source or not): dc first.
+    // The entries of each counter map that exists (all are read, source or not): dc first.
     std::vector<map_fill> fills;
     // The cgroup ids of the per-cgroup map when it is not the source, so that the keys of
     // removed cgroups are deleted from it too (repeats allowed).
@@ -194,6 +196,7 @@ struct counter_snapshot {
     detail::flat_index<detail::row_key, detail::row_key_hash> dedup_;
     std::vector<std::byte> key_buf_, value_buf_;
     std::vector<std::byte> other_key_buf_, other_value_buf_;  // the second thread's
+    std::vector<traffic_row> rows_1_;                         // its rows of stat_dc_1
 };
 
 enum class read_mode {

@@ -59,9 +59,8 @@ struct counter_map_def {
 
 // Maps whose contents are counters: reused by a reload and, in keep mode, across restarts.
 inline constexpr counter_map_def counter_map_defs[] = {
-    {"net_stat", NET_STAT_MAP_CGROUP},
-    {"net_stat", NET_STAT_MAP_DC},
-    {"net_stat", NET_STAT_MAP_ERRORS},
+    {"net_stat", NET_STAT_MAP_CGROUP}, {"net_stat", NET_STAT_MAP_DC},
+    {"net_stat", NET_STAT_MAP_DC_1},   {"net_stat", NET_STAT_MAP_ERRORS},
     {"tcp_rto", "tcp_rto_stats"},
 };
 

@@ -189,7 +189,8 @@ namespace {
 bool open_counter_maps(const config& cfg, std::map<std::string, ebpf::map>& out,
                        std::string& where) {
     const nlohmann::json state = read_state(cfg);
-    for (const char* name : {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC, NET_STAT_MAP_ERRORS}) {
+    for (const char* name :
+         {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC, NET_STAT_MAP_DC_1, NET_STAT_MAP_ERRORS}) {
         const std::string key = std::string("net_stat/") + name;
         if (!state.is_null() && state["maps"].contains(key)) {
             if (auto m = ebpf::map::from_id(state["maps"][key].get<uint32_t>())) {
@@ -223,9 +224,9 @@ int run_stats(const config& cfg, output_format format, std::ostream& out) {
         return it == maps.end() ? nullptr : &it->second;
     };
     // As the daemon reads them: the dc map is the source only with the dc programs enabled.
-    counter_maps cm{get(NET_STAT_MAP_CGROUP),
-                    cfg.programs.net_stat_dc ? get(NET_STAT_MAP_DC) : nullptr,
-                    get(NET_STAT_MAP_ERRORS)};
+    const bool dc = cfg.programs.net_stat_dc;
+    counter_maps cm{get(NET_STAT_MAP_CGROUP), dc ? get(NET_STAT_MAP_DC) : nullptr,
+                    get(NET_STAT_MAP_ERRORS), dc ? get(NET_STAT_MAP_DC_1) : nullptr};
     counter_snapshot snap;
     if (auto r = read_counters(cm, snap); !r) {
         log_error("read the counters", {{"error", r.error().message()}});

@@ -1,5 +1,5 @@
 // The cost of one /metrics scrape at 10,000 cgroups x 8 datacenters (80,000 series, four
-// families): rendering from synthetic rows (roll-up included), reading net_stat's two counter
+// families): rendering from synthetic rows (roll-up included), reading net_stat's counter
 // maps filled to that size (PERCPU_HASH, created here; no programs), and the whole scrape from
 // the maps to the page. Also the two ways new cgroup ids get their names: a walk of a
 // 10,000-directory tree (a scrape that meets an id it does not know, without CAP_DAC_READ_SEARCH)
@@ -31,6 +31,7 @@
 #include "cgroup_names.hpp"
 #include "ebpf/cgroup.hpp"
 #include "ebpf/map.hpp"
+#include "generation.hpp"
 #include "metrics.hpp"
 
 namespace {
@@ -92,7 +93,7 @@ struct fixture {
     std::vector<agent::traffic_row> rows;
     std::vector<std::string> dcs, nets;
     agent::self_state self;
-    ebpf::map cgroup, dc, errors;
+    ebpf::map cgroup, dc, dc_1, errors;
 
     agent::cgroup_path resolve(uint64_t id) const {
         auto it = paths.find(id);
@@ -144,24 +145,30 @@ fixture make_fixture() {
             name);
     };
     const uint32_t entries = kCgroups * kDcs;
-    f.dc = create(BPF_MAP_TYPE_PERCPU_HASH, 16, sizeof(net_stat_counters), entries + entries / 4,
-                  NET_STAT_MAP_DC);
+    // As the agent sizes the two halves of the dc keys for max_dc_entries = 100,000.
+    const uint32_t half = agent::dc_map_entries(entries + entries / 4);
+    f.dc = create(BPF_MAP_TYPE_PERCPU_HASH, 16, sizeof(net_stat_counters), half, NET_STAT_MAP_DC);
+    f.dc_1 =
+        create(BPF_MAP_TYPE_PERCPU_HASH, 16, sizeof(net_stat_counters), half, NET_STAT_MAP_DC_1);
     f.cgroup = create(BPF_MAP_TYPE_PERCPU_HASH, 8, sizeof(net_stat_counters),
                       kCgroups + kCgroups / 4, NET_STAT_MAP_CGROUP);
     f.errors = create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(net_stat_value), NET_STAT_ERR_MAX,
                       NET_STAT_MAP_ERRORS);
 
     const uint32_t cpus = must(ebpf::possible_cpus(), "possible CPUs");
-    std::vector<net_stat_dc_key> dc_keys;
-    std::vector<net_stat_counters> dc_values;
+    std::vector<net_stat_dc_key> dc_keys[2];
+    std::vector<net_stat_counters> dc_values[2];
     for (const agent::traffic_row& r : f.rows) {
-        dc_keys.push_back({r.cgroup_id, r.dc, r.net_type});
+        const net_stat_dc_key k{r.cgroup_id, r.dc, r.net_type};
+        const int h = net_stat_dc_shard(&k);
+        dc_keys[h].push_back(k);
         for (uint32_t c = 0; c < cpus; ++c) {
-            dc_values.push_back(
+            dc_values[h].push_back(
                 {r.rx_bytes / cpus, r.rx_packets / cpus, r.tx_bytes / cpus, r.tx_packets / cpus});
         }
     }
-    fill(f.dc, dc_keys, dc_values, cpus);
+    fill(f.dc, dc_keys[0], dc_values[0], cpus);
+    fill(f.dc_1, dc_keys[1], dc_values[1], cpus);
     std::vector<net_stat_key> keys;
     std::vector<net_stat_counters> values;
     for (uint32_t i = 0; i < kCgroups; ++i) {
@@ -270,7 +277,7 @@ int main(int argc, char** argv) {
         return f.resolve_short(id);
     };
     const agent::rollup_options opts{.cgroup_depth = 3, .max_cgroups = kCgroups};
-    agent::counter_maps maps{&f.cgroup, &f.dc, &f.errors};
+    agent::counter_maps maps{&f.cgroup, &f.dc, &f.errors, &f.dc_1};
     temp_tree tree;
     bench_cgroups new_cgroups;
 
@@ -314,7 +321,8 @@ int main(int argc, char** argv) {
                  benchmark::DoNotOptimize(page.data());
              }
          }},
-        // The two counter maps read with batch lookups.
+        // The counter maps (the two halves of the dc keys, and the per-cgroup map) read with
+        // batch lookups.
         {"read_maps_10000x8",
          [&](benchmark::State& st) {
              agent::counter_snapshot snap;

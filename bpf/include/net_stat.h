@@ -23,6 +23,10 @@
  *   direction (2 x 80,000 + 2 x 10,000 entries, on two threads), 37-41 ms to read these two
  *   maps (80,000 + 10,000 entries, on one). The programs' cost did not change: +42..44 ns
  *   (net_stat_tx) and +68..71 ns (net_stat_dc_tx) over an empty program, as before.
+ * NET_STAT_MAP_DC_1: the second half of NET_STAT_MAP_DC, the same layout. Each dc key lives in
+ *   one of the two, by net_stat_dc_shard(): a reader reads the halves at once on two threads
+ *   (the kernel's walk of a hash is memory-bound, some 350 ns an entry here, and at 80,000
+ *   entries it was most of a scrape: bench/agent_bench.cpp read_maps 29 ms in one map).
  * NET_STAT_MAP_NETWORKS: BPF_MAP_TYPE_HASH, struct net_stat_prefix -> struct net_stat_network.
  *   The operators' networks, each stored with the address bits past its prefix length cleared;
  *   IPv4 prefixes are stored v4-mapped (::ffff:a.b.c.d) with 96 added to the prefix length
@@ -46,11 +50,12 @@
  *   counter map and direction) -> struct net_stat_value. Traffic that could not be counted
  *   because a counter map was full: never lost silently.
  *
- * The two counter maps are sized by user space before load (the object's max_entries is a
+ * The counter maps are sized by user space before load (the object's max_entries is a
  * placeholder); when one is full, a new key's traffic goes to the errors map. The agent removes
  * the keys of cgroups that no longer exist. */
 #define NET_STAT_MAP_CGROUP "stat_cgroup"
 #define NET_STAT_MAP_DC "stat_dc"
+#define NET_STAT_MAP_DC_1 "stat_dc_1"
 #define NET_STAT_MAP_NETWORKS "networks"
 #define NET_STAT_MAP_NETWORK_LENS "network_lens"
 #define NET_STAT_MAP_ERRORS "stat_errors"
@@ -99,10 +104,18 @@ struct net_stat_prefix_lens {
     __u8 v4[NET_STAT_MAX_LENS]; /* the same, for IPv4 peers (as v4-mapped) */
 };
 
+/* Which dc map holds `k`: 0 for NET_STAT_MAP_DC, 1 for NET_STAT_MAP_DC_1. The top bit of a
+ * multiplicative hash of the whole key: each half gets about half the keys however the kernel
+ * spaces cgroup ids, and one cgroup's keys spread over both. */
+static inline int net_stat_dc_shard(const struct net_stat_dc_key* k) {
+    __u64 h = (k->cgroup_id ^ ((__u64)k->dc << 32) ^ (__u64)k->net_type) * 0x9E3779B97F4A7C15ULL;
+    return (int)(h >> 63);
+}
+
 enum net_stat_error {
     NET_STAT_ERR_CGROUP_TX_FULL = 0, /* NET_STAT_MAP_CGROUP was full for net_stat_tx */
     NET_STAT_ERR_CGROUP_RX_FULL = 1, /* ... for net_stat_rx */
-    NET_STAT_ERR_DC_TX_FULL = 2,     /* NET_STAT_MAP_DC was full for net_stat_dc_tx */
+    NET_STAT_ERR_DC_TX_FULL = 2,     /* a dc map was full for net_stat_dc_tx */
     NET_STAT_ERR_DC_RX_FULL = 3,     /* ... for net_stat_dc_rx */
     NET_STAT_ERR_MAX = 4,
 };

@@ -35,7 +35,7 @@ uint64_t inode(const std::string& path) {
 
 // net_stat's counter maps, made the way bpf/net_stat.bpf.c declares them (no programs needed).
 struct counter_set {
-    map cgroup, dc, errors;
+    map cgroup, dc, errors, dc_1;
 
     static result<counter_set> create(uint32_t max_entries) {
         counter_set s;
@@ -60,9 +60,15 @@ struct counter_set {
                       NET_STAT_MAP_DC));
         EBPF_TRY(make(s.errors, BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(net_stat_value),
                       NET_STAT_ERR_MAX, NET_STAT_MAP_ERRORS));
+        EBPF_TRY(make(s.dc_1, BPF_MAP_TYPE_PERCPU_HASH, 16, sizeof(net_stat_counters), max_entries,
+                      NET_STAT_MAP_DC_1));
         return s;
     }
+    // One dc map (as a reader of an older object sees it), or both halves.
     agent::counter_maps all() { return {&cgroup, &dc, &errors}; }
+    agent::counter_maps halves() { return {&cgroup, &dc, &errors, &dc_1}; }
+    // The half of the dc keys that holds `k`.
+    map& dc_of(const net_stat_dc_key& k) { return net_stat_dc_shard(&k) ? dc_1 : dc; }
 };
 
 // Splits `total` over `cpus` parts that sum to it, different on each CPU.
@@ -306,6 +312,50 @@ TEST_P(AgentMetricsMaps, DeletesTheKeysOfRemovedCgroups) {
     found = set->cgroup.lookup(&k, buf.data());
     ASSERT_OK(found);
     EXPECT_FALSE(*found);
+}
+
+// The dc keys split over two maps as net_stat_dc_shard() says: a read gives the rows of both (the
+// second half read on a second thread), each once, and a deletion takes each key from its half.
+TEST_P(AgentMetricsMaps, ReadsAndDeletesAcrossBothHalvesOfTheDcKeys) {
+    auto set = counter_set::create(256);
+    ASSERT_OK(set);
+    int in_half[2] = {};
+    for (uint64_t id = 30; id < 40; ++id) {
+        ASSERT_OK(put(set->cgroup, net_stat_key{id}, {8, 8, 8, 8}));
+        for (uint32_t dc = 1; dc <= 4; ++dc) {
+            const net_stat_dc_key k{id, dc, 1};
+            ++in_half[net_stat_dc_shard(&k)];
+            ASSERT_OK(put(set->dc_of(k), k, {id, 1, dc, 2}));
+        }
+    }
+    ASSERT_GT(in_half[0], 0);
+    ASSERT_GT(in_half[1], 0);
+    agent::counter_snapshot snap;
+    ASSERT_OK(agent::read_counters(set->halves(), snap, GetParam()));
+    row_map rows = by_key(snap);
+    ASSERT_EQ(rows.size(), 40u);
+    EXPECT_EQ(counts(rows[{33, 4, 1}]), four(33, 1, 4, 2));
+    std::vector<std::pair<std::string, uint64_t>> fills;
+    for (const auto& f : snap.fills) {
+        fills.emplace_back(f.name, f.entries);
+    }
+    EXPECT_EQ(fills,
+              (std::vector<std::pair<std::string, uint64_t>>{{"stat_dc", uint64_t(in_half[0])},
+                                                             {"stat_dc_1", uint64_t(in_half[1])},
+                                                             {"stat_cgroup", 10}}));
+
+    std::vector<agent::traffic_row> deleted;
+    const uint64_t gone[] = {33, 37};
+    ASSERT_OK(agent::delete_cgroups(set->halves(), gone, snap.rows, deleted));
+    EXPECT_EQ(deleted.size(), 8u);
+    for (const auto& d : deleted) {
+        EXPECT_EQ(counts(d), four(d.cgroup_id, 1, d.dc, 2)) << d.cgroup_id << " " << d.dc;
+    }
+    ASSERT_OK(agent::read_counters(set->halves(), snap, GetParam()));
+    EXPECT_EQ(snap.rows.size(), 32u);
+    for (const auto& r : snap.rows) {
+        EXPECT_TRUE(r.cgroup_id != 33 && r.cgroup_id != 37) << r.cgroup_id;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(AgentMetrics, AgentMetricsMaps,

@@ -326,7 +326,7 @@ class NetStatTest : public test::KernelTest {
         auto spec = collection_spec::open(EBPF_AGENT_OBJECT_NET_STAT);
         ASSERT_OK(spec);
         if (entries) {
-            for (const char* m : {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC}) {
+            for (const char* m : {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC, NET_STAT_MAP_DC_1}) {
                 ASSERT_NE(spec->map(m), nullptr) << m;
                 spec->map(m)->max_entries = entries;
             }
@@ -381,6 +381,19 @@ class NetStatTest : public test::KernelTest {
             EXPECT_OK(v);
             if (v && *v) {
                 out[k] = **v;
+            }
+        }
+        return out;
+    }
+    // The two dc maps together; each key must be in the half net_stat_dc_shard() gives it.
+    std::map<net_stat_dc_key, net_stat_counters> read_dc() {
+        std::map<net_stat_dc_key, net_stat_counters> out;
+        for (int half = 0; half < 2; ++half) {
+            for (const auto& [k, v] :
+                 read<net_stat_dc_key>(half ? NET_STAT_MAP_DC_1 : NET_STAT_MAP_DC)) {
+                EXPECT_EQ(net_stat_dc_shard(&k), half)
+                    << "cgroup " << k.cgroup_id << " dc " << k.dc << " in the wrong half";
+                out[k] = v;
             }
         }
         return out;
@@ -535,7 +548,7 @@ TEST_P(NetStatUdpTest, CountsEqualTheDatagramsPerCgroupAndDatacenter) {
         want_dc[{server_cg, b.dc, b.net_type}] += rx_only(v);
         total += v;
     }
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    EXPECT_EQ(read_dc(), want_dc);
     const std::map<net_stat_key, net_stat_counters> want_cg = {{{client_cg}, tx_only(total)},
                                                                {{server_cg}, rx_only(total)}};
     EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_CGROUP), want_cg);
@@ -675,7 +688,7 @@ TEST_F(NetStatTest, TcpPacketsAreWireSegments) {
     // And by datacenter: all of it went to and came from 192.0.2.0/25, datacenter 1.
     const std::map<net_stat_dc_key, net_stat_counters> want_dc = {
         {{client_cg, 1, backbone}, cg[{client_cg}]}, {{server_cg, 1, backbone}, cg[{server_cg}]}};
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    EXPECT_EQ(read_dc(), want_dc);
 }
 
 // A cgroup whose key does not fit in a full map is counted in the errors map, with exactly the
@@ -688,6 +701,23 @@ TEST_F(NetStatTest, FullMapIsCountedAsAnError) {
     sub_cgroup second(cg_, "second");
     ASSERT_FALSE(second.path().empty());
     ASSERT_NO_FATAL_FAILURE(attach(1));
+    // The dc keys are split over two maps (of one entry each here): where the second cgroup's
+    // key goes to the other half than the first's, a key of no cgroup fills that half first.
+    const uint64_t first_cg = cgroup_id(cg_.path());
+    const net_stat_dc_key first_key{first_cg, 1, backbone};
+    const net_stat_dc_key second_key{cgroup_id(second.path()), 1, backbone};
+    std::map<net_stat_dc_key, net_stat_counters> filler;
+    if (net_stat_dc_shard(&second_key) != net_stat_dc_shard(&first_key)) {
+        net_stat_dc_key k{0, 99, 99};
+        while (net_stat_dc_shard(&k) != net_stat_dc_shard(&second_key)) {
+            ++k.cgroup_id;
+        }
+        auto half = percpu_hash<net_stat_dc_key, net_stat_counters>::view(
+            *coll_.map(net_stat_dc_shard(&k) ? NET_STAT_MAP_DC_1 : NET_STAT_MAP_DC));
+        ASSERT_OK(half);
+        ASSERT_OK(half->update_all(k, net_stat_counters{}));
+        filler[k] = net_stat_counters{};
+    }
 
     {
         child_process server(cg_.path(), b_.name(),
@@ -703,16 +733,16 @@ TEST_F(NetStatTest, FullMapIsCountedAsAnError) {
         EXPECT_EQ(second_sender.wait(), 0);
         EXPECT_EQ(server.wait(), 0);
     }
-    const uint64_t first_cg = cgroup_id(cg_.path());
     const net_stat_value first{3 * 148, 3}, lost{2 * 248, 2};
     net_stat_value received = first;
     received += lost;
     net_stat_counters want = tx_only(first);
     want += rx_only(received);
     const std::map<net_stat_key, net_stat_counters> want_cg = {{{first_cg}, want}};
-    const std::map<net_stat_dc_key, net_stat_counters> want_dc = {{{first_cg, 1, backbone}, want}};
+    std::map<net_stat_dc_key, net_stat_counters> want_dc = filler;
+    want_dc[first_key] = want;
     EXPECT_EQ(read<net_stat_key>(NET_STAT_MAP_CGROUP), want_cg);
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    EXPECT_EQ(read_dc(), want_dc);
     EXPECT_EQ(error_count(NET_STAT_ERR_CGROUP_TX_FULL), lost);
     EXPECT_EQ(error_count(NET_STAT_ERR_DC_TX_FULL), lost);
     EXPECT_EQ(error_count(NET_STAT_ERR_CGROUP_RX_FULL), net_stat_value{});
@@ -802,7 +832,7 @@ TEST_F(NetStatTest, ProgramsReturnOneOnEveryPacket) {
         {{me, 0, 0}, {bad_len, 3, bad_len, 3}},
         {{me, 1, backbone}, {0, 0, good_len, 7}},
         {{me, 2, fastbone}, {good_len, 7, 0, 0}}};
-    EXPECT_EQ(read<net_stat_dc_key>(NET_STAT_MAP_DC), want_dc);
+    EXPECT_EQ(read_dc(), want_dc);
 }
 
 TEST_F(NetStatTest, ProgramsShowInTheCgroupTree) {
