@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds ebpf-agent and runs it in the foreground on the embedded default config (or on the
 # config file given as the first argument), installing the Debian packages the build needs when
-# they are missing. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): it attaches to the root
-# of the cgroup2 mount. Ctrl-C detaches and unloads everything it attached.
+# they are missing. Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN; CAP_DAC_READ_SEARCH names
+# new cgroups without a walk): it attaches to the root of the cgroup2 mount. Ctrl-C detaches and
+# unloads everything it attached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source cmake/install-deps.sh
