@@ -1235,8 +1235,8 @@ std::vector<std::string> restart_only_changes(const config& running, const confi
     cmp("net_stat.max_dc_entries", std::to_string(running.net_stat_max_dc_entries),
         std::to_string(next.net_stat_max_dc_entries));
     cmp("tclass_lock.lock_ip_tos", b(running.lock_ip_tos), b(next.lock_ip_tos));
-    // Counter keys hold ids (positions), not names: a name may be added at the end, but one
-    // that moves or goes would give the counts already made to another name.
+    // The dc counters' keys hold ids (positions), not names: a name may be added at the end, but
+    // one that moves or goes would give the counts already made to another name.
     auto names = [&](const char* key, const std::vector<std::string>& a,
                      const std::vector<std::string>& z) {
         if (z.size() < a.size() || !std::equal(a.begin(), a.end(), z.begin())) {
@@ -1251,8 +1251,10 @@ std::vector<std::string> restart_only_changes(const config& running, const confi
                           "] (counters are kept by position: names may only be appended)");
         }
     };
-    names("network.datacenters", running.datacenters, next.datacenters);
-    names("network.types", running.net_types, next.net_types);
+    if (running.programs.net_stat_dc) {  // the only counters keyed by these ids
+        names("network.datacenters", running.datacenters, next.datacenters);
+        names("network.types", running.net_types, next.net_types);
+    }
     return out;
 }
 

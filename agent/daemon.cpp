@@ -423,14 +423,28 @@ struct daemon {
         if (pinned_maps.empty()) {
             return;
         }
-        // The counters' keys hold ids: they go on only where each id keeps its name.
+        // The dc counters' keys hold ids: they go on only where each id keeps its name, and
+        // only where the names were pinned with them (not by an agent from before the label
+        // map, nor when a stop ended between the counters' pins and the names').
+        const std::string dc_keys[] = {"net_stat/" NET_STAT_MAP_DC, "net_stat/" NET_STAT_MAP_DC_1};
+        if (!pinned_maps.count(dc_keys[0]) && !pinned_maps.count(dc_keys[1])) {
+            return;
+        }
         std::string error;
         auto pinned = read_pinned_labels(cfg, error);
         std::string conflict = pinned ? label_conflict(*pinned, build_label_names(cfg)) : error;
+        if (!pinned && conflict.empty()) {
+            conflict =
+                "the names they were counted under are not pinned (" + labels_pin_path(cfg) + ")";
+        }
         if (!conflict.empty()) {
-            log_warn("pinned counters were counted under other names, counters restart from zero",
-                     {{"reason", conflict}});
-            pinned_maps.clear();
+            log_warn(
+                "pinned datacenter counters cannot go on under this config's names: they "
+                "restart from zero",
+                {{"reason", conflict}});
+            for (const auto& k : dc_keys) {
+                pinned_maps.erase(k);
+            }
         }
     }
 
@@ -452,10 +466,17 @@ struct daemon {
                 return false;
             }
         }
-        const std::string path = labels_pin_path(cfg);
-        remove_if_exists(path);
-        if (auto r = m->pin(path); !r) {
-            error = "pin " + path + ": " + r.error().message();
+        // Pinned under a new name, then renamed over the last: a stop at any moment leaves
+        // one whole label map.
+        const std::string path = labels_pin_path(cfg), fresh = path + "_new";  // bpffs refuses dots
+        remove_if_exists(fresh);
+        if (auto r = m->pin(fresh); !r) {
+            error = "pin " + fresh + ": " + r.error().message();
+            return false;
+        }
+        if (::rename(fresh.c_str(), path.c_str()) != 0) {
+            error = "rename " + fresh + " to " + path + ": " + std::strerror(errno);
+            remove_if_exists(fresh);
             return false;
         }
         return true;
@@ -608,6 +629,7 @@ struct daemon {
             remove_if_exists(maps_dir(cfg) + "/" + std::string(c.map));
         }
         remove_if_exists(labels_pin_path(cfg));
+        remove_if_exists(labels_pin_path(cfg) + "_new");
         remove_agent_dirs(cfg);
     }
 
@@ -1114,11 +1136,13 @@ int run_cleanup(const config& cfg, bool dry_run) {
             remove_if_exists(path);
         }
     }
-    if (fs::exists(labels_pin_path(cfg), ec)) {
-        ++removed;
-        log_info(dry_run ? "would unpin" : "unpinning", {{"path", labels_pin_path(cfg)}});
-        if (!dry_run) {
-            remove_if_exists(labels_pin_path(cfg));
+    for (const std::string& path : {labels_pin_path(cfg), labels_pin_path(cfg) + "_new"}) {
+        if (fs::exists(path, ec)) {
+            ++removed;
+            log_info(dry_run ? "would unpin" : "unpinning", {{"path", path}});
+            if (!dry_run) {
+                remove_if_exists(path);
+            }
         }
     }
     if (!dry_run) {

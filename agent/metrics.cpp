@@ -12,6 +12,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <tuple>
 
@@ -297,31 +298,37 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
     } join_second{second};
     out.rows_1_.clear();
     const bool other_too = maps.dc && maps.cgroup;
+    auto read_second = [&] {
+        if (dc_1) {
+            read_1.emplace(read_map(
+                *dc_1, mode, out.other_key_buf_, out.other_value_buf_,
+                [&](const std::byte* key, const net_stat_counters& v) {
+                    out.rows_1_.push_back(row_of(true, key, v));
+                },
+                iterated_1));
+            if (!*read_1) {
+                return;
+            }
+        }
+        if (other_too) {
+            bool iterated = false;
+            other.emplace(read_map(
+                *maps.cgroup, mode, out.other_key_buf_, out.other_value_buf_,
+                [&](const std::byte* key, const net_stat_counters&) {
+                    uint64_t id;
+                    std::memcpy(&id, key, sizeof id);
+                    out.other_ids.push_back(id);
+                },
+                iterated));
+        }
+    };
+    bool second_later = false;  // no thread to be had (a pids limit): after the source, here
     if (dc_1 || other_too) {
-        second = std::thread([&] {
-            if (dc_1) {
-                read_1.emplace(read_map(
-                    *dc_1, mode, out.other_key_buf_, out.other_value_buf_,
-                    [&](const std::byte* key, const net_stat_counters& v) {
-                        out.rows_1_.push_back(row_of(true, key, v));
-                    },
-                    iterated_1));
-                if (!*read_1) {
-                    return;
-                }
-            }
-            if (other_too) {
-                bool iterated = false;
-                other.emplace(read_map(
-                    *maps.cgroup, mode, out.other_key_buf_, out.other_value_buf_,
-                    [&](const std::byte* key, const net_stat_counters&) {
-                        uint64_t id;
-                        std::memcpy(&id, key, sizeof id);
-                        out.other_ids.push_back(id);
-                    },
-                    iterated));
-            }
-        });
+        try {
+            second = std::thread(read_second);
+        } catch (const std::system_error&) {
+            second_later = true;
+        }
     }
 
     ebpf::map* const source = maps.dc ? maps.dc : maps.cgroup;
@@ -338,6 +345,9 @@ ebpf::result<void> read_counters(const counter_maps& maps, counter_snapshot& out
     }
     if (second.joinable()) {
         second.join();
+    }
+    if (second_later) {
+        read_second();
     }
     if (read_source && !*read_source) {
         return std::move(*read_source).error();
@@ -987,7 +997,14 @@ void render_traffic(const cgroup_rollup& rollup, std::span<const std::string> dc
     std::string& second = rollup.spare_page();
     second.clear();
     second.reserve(2 * family_bytes);
-    std::thread t([&] { render_families(rollup, sets, 2, 4, second); });
+    std::thread t;
+    try {
+        t = std::thread([&] { render_families(rollup, sets, 2, 4, second); });
+    } catch (const std::system_error&) {
+        // No thread to be had (a pids limit): all four families here.
+        render_families(rollup, sets, 0, 4, out);
+        return;
+    }
     render_families(rollup, sets, 0, 2, out);
     t.join();
     out.append(second);

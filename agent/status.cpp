@@ -245,6 +245,12 @@ int run_stats(const config& cfg, output_format format, std::ostream& out) {
     std::string label_error;
     const label_names labels =
         read_pinned_labels(cfg, label_error).value_or(build_label_names(cfg));
+    if (!label_error.empty()) {
+        log_warn(
+            "the pinned datacenter and type names cannot be read: the config's are used, "
+            "which may not be the ones the counters were counted under",
+            {{"error", label_error}});
+    }
 
     struct line {
         std::string cgroup, dc, net;

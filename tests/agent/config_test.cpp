@@ -461,6 +461,11 @@ TEST(AgentConfig, RestartOnlyChanges) {
               (std::vector<std::string>{
                   "network.datacenters: [\"dc1\", \"dc2\"] -> [\"dc2\", \"dc1\"] (counters are "
                   "kept by position: names may only be appended)"}));
+    // Without the dc programs no counter holds a datacenter id.
+    agent::config no_dc = running;
+    no_dc.programs.net_stat_dc = false;
+    EXPECT_EQ(agent::restart_only_changes(no_dc, parse_ok(reordered)),
+              (std::vector<std::string>{"programs.net_stat_dc: false -> true"}));
 }
 
 TEST(AgentConfig, HashFollowsContentNotLayout) {
