@@ -14,6 +14,9 @@
 //   new connection    `connections` times: socket, connect, 1 byte each way, close (the server
 //                     closes first, as an HTTP/1.0 server would, so the client keeps no
 //                     TIME_WAIT and its ports never run out)
+// and new connections over IPv4 with a new peer each time (32,768 in turn): every other case
+// talks to one peer, which the programs' peer and decision caches hold after the first
+// connection; this one measures their misses.
 // Each pair (a triple, really) runs a case three ways back to back, the order rotating from pair
 // to pair: with nothing attached, with the floor attached, and with the programs attached. The
 // result is the median over the pairs of (attached p50 / none p50), checked against the targets
@@ -283,16 +286,23 @@ enum class kind : uint8_t { request_response, new_connection };
 struct command {
     uint8_t quit;
     kind what;
-    uint8_t family;  // 4 or 6
+    uint8_t family;  // 4 or 6, or many_peers
     uint32_t count;
 };
+
+// IPv4 with a new peer for each connection: the client binds to and connects to one of
+// kManyPeers addresses in 127.1.0.0/17 in turn (any 127/8 address is local), so both sides see a
+// peer that the programs' peer and decision caches (LRUs of 16,384) no longer hold: their miss
+// path, where every other case measures their hits.
+constexpr uint8_t many_peers = 5;
+constexpr uint32_t kManyPeers = 32768;
 
 struct reply {
     int32_t status;  // 0, or the errno of the failure
     int64_t p50_ns;
 };
 
-constexpr uint16_t rr_port = 5001, cr_port = 5002;
+constexpr uint16_t rr_port = 5001, cr_port = 5002, many_port = 5003;
 
 int64_t now_ns() {
     timespec t;
@@ -371,14 +381,26 @@ void serve(int listener, bool one_shot) {
     }
 }
 
-int connect_to(int family, uint16_t port) {
+// Connects to the loopback address of `family`; for many_peers, from and to the peer-th
+// address of 127.1.0.0/17.
+int connect_to(int family, uint16_t port, uint32_t peer = 0) {
     socklen_t len;
-    sockaddr_storage a = loopback(family, port, len);
-    const int s = ::socket(family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_storage a = loopback(family == many_peers ? 4 : family, port, len);
+    const int s = ::socket(family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0) {
         return -1;
     }
     no_delay(s);
+    if (family == many_peers) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&a);
+        in->sin_addr.s_addr = htonl(0x7f010000u | (peer % kManyPeers));
+        sockaddr_in from = *in;
+        from.sin_port = 0;
+        if (::bind(s, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+            ::close(s);
+            return -1;
+        }
+    }
     if (::connect(s, reinterpret_cast<sockaddr*>(&a), len) != 0) {
         ::close(s);
         return -1;
@@ -415,9 +437,11 @@ int run(const command& cmd, std::vector<int64_t>& lat) {
         ::close(s);
         return 0;
     }
+    static uint32_t next_peer = 0;  // goes on from run to run: a peer comes back after kManyPeers
     for (uint32_t i = 0; i < warm + cmd.count; ++i) {
         const int64_t t0 = now_ns();
-        const int s = connect_to(cmd.family, cr_port);
+        const int s =
+            connect_to(cmd.family, cmd.family == many_peers ? many_port : cr_port, next_peer++);
         char c = 'x';
         if (s < 0 || !write_byte(s, c) || !read_byte(s, c)) {
             const int e = errno ? errno : EPIPE;
@@ -469,7 +493,7 @@ int child_main(const std::string& cgroup, int cpu, int cmd_fd, int reply_fd) {
         std::perror("e2e_bench: a network namespace with lo up");
         return 103;
     }
-    int listeners[4];
+    int listeners[5];
     std::vector<std::thread> servers;
     int i = 0;
     for (int family : {4, 6}) {
@@ -481,6 +505,22 @@ int child_main(const std::string& cgroup, int cpu, int cmd_fd, int reply_fd) {
             servers.emplace_back(serve, listeners[i], port == cr_port);
             ++i;
         }
+    }
+    // The many-peers server: every address of lo (only lo exists in this namespace).
+    {
+        const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in any{};
+        any.sin_family = AF_INET;
+        any.sin_port = htons(many_port);
+        const int one = 1;
+        ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0 ||
+            ::listen(s, 128) != 0) {
+            std::perror("e2e_bench: listen");
+            return 104;
+        }
+        listeners[i] = s;
+        servers.emplace_back(serve, s, true);
     }
     std::vector<int64_t> lat;
     command cmd;
@@ -769,6 +809,7 @@ int main(int argc, char** argv) {
         make_case("request/response, IPv6", kind::request_response, 6, 1.02),
         make_case("new connection, IPv4", kind::new_connection, 4, 1.05),
         make_case("new connection, IPv6", kind::new_connection, 6, 1.05),
+        make_case("new conn., 32768 v4 peers", kind::new_connection, many_peers, 1.05),
     };
 
     ebpf::fd stats_fd;
