@@ -1,7 +1,8 @@
 // The cost of one /metrics scrape at 10,000 cgroups x 8 datacenters (80,000 series, four
 // families): rendering from synthetic rows (roll-up included), reading net_stat's counter
 // maps filled to that size (PERCPU_HASH, created here; no programs), and the whole scrape from
-// the maps to the page. Also the two ways new cgroup ids get their names: a walk of a
+// the maps to the page, steady and while cgroups come and go (a new series and a gone one
+// before each scrape). Also the two ways new cgroup ids get their names: a walk of a
 // 10,000-directory tree (a scrape that meets an id it does not know, without CAP_DAC_READ_SEARCH)
 // and opening 100 new real cgroups by handle (with it). Needs root (BPF maps, cgroups). Target:
 // <= 50 ms per scrape.
@@ -40,6 +41,10 @@ constexpr uint32_t kCgroups = 10000;
 constexpr uint32_t kDcs = 8;
 constexpr int kRounds = 15;
 constexpr double kTargetMs = 50;
+// scrape_10000x8_churn: between two scrapes one pod goes (cgroup 100000 + k) and another comes
+// (kChurnBase + k), 8 dc keys each.
+constexpr uint64_t kChurnBase = 900000;
+constexpr uint32_t kChurnPool = 64;
 
 template <class T>
 T must(ebpf::result<T> r, const char* what) {
@@ -118,6 +123,10 @@ fixture make_fixture() {
         const uint64_t id = 100000 + i;
         f.paths.emplace(id, path_of(i));
         f.short_paths.emplace(id, short_path_of(i));
+        if (i < kChurnPool) {  // the pods that come in scrape_10000x8_churn
+            f.paths.emplace(kChurnBase + i, path_of(kCgroups + i));
+            f.short_paths.emplace(kChurnBase + i, short_path_of(kCgroups + i));
+        }
         for (uint32_t dc = 0; dc < kDcs; ++dc) {
             agent::traffic_row r;
             r.cgroup_id = id;
@@ -366,6 +375,53 @@ int main(int argc, char** argv) {
                  agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
                                     agent::read_process_stats(), page);
                  benchmark::DoNotOptimize(page.data());
+             }
+         }},
+        // The same while the cgroups change: before each scrape one cgroup's keys go and a new
+        // cgroup's come (made outside the timing), so the roll-up meets a new series and a gone
+        // one every time, as on a host where pods come and go. The maps are put back after.
+        {"scrape_10000x8_churn",
+         [&](benchmark::State& st) {
+             const uint32_t cpus = must(ebpf::possible_cpus(), "possible CPUs");
+             const std::vector<net_stat_counters> per_cpu(cpus,
+                                                          net_stat_counters{1000, 1, 1000, 1});
+             auto half = [&](const net_stat_dc_key& k) -> ebpf::map& {
+                 return net_stat_dc_shard(&k) ? f.dc_1 : f.dc;
+             };
+             // Moves cgroup `from`'s 8 keys to cgroup `to`.
+             auto move_keys = [&](uint64_t from, uint64_t to) {
+                 for (uint32_t dc = 0; dc < kDcs; ++dc) {
+                     const net_stat_dc_key gone{from, dc, 1 + dc % 2}, come{to, dc, 1 + dc % 2};
+                     (void)half(gone).erase(&gone);
+                     if (auto r = half(come).update(&come, per_cpu.data()); !r) {
+                         std::fprintf(stderr, "churn: %s\n", r.error().full_message().c_str());
+                         std::exit(1);
+                     }
+                 }
+             };
+             agent::counter_snapshot snap;
+             agent::cgroup_rollup rollup(opts);
+             std::string page;
+             uint32_t k = 0;
+             for (auto _ : st) {
+                 st.PauseTiming();
+                 move_keys(100000 + k % kChurnPool, kChurnBase + k % kChurnPool);
+                 ++k;
+                 st.ResumeTiming();
+                 page.clear();
+                 auto r = agent::read_counters(maps, snap);
+                 if (!r) {
+                     st.SkipWithError(r.error().message().c_str());
+                     return;
+                 }
+                 rollup.fold(snap.rows, resolve);
+                 agent::render_traffic(rollup, f.dcs, f.nets, page);
+                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
+                                    agent::read_process_stats(), page);
+                 benchmark::DoNotOptimize(page.data());
+             }
+             for (uint32_t i = 0; i < k && i < kChurnPool; ++i) {
+                 move_keys(kChurnBase + i, 100000 + i);
              }
          }},
         {"scrape_10000x8_short",
