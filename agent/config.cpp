@@ -955,7 +955,9 @@ bool parse_into(std::string_view text, const std::string& source, config& c, che
     std::string local_dc;
     auto net = root.sub("network");
     if (net) {
-        net->check_keys({"datacenters", "types", "local_dc", "yattl_exclude", "stateful_services"});
+        net->check_keys({"datacenters", "types", "local_dc", "yattl_exclude", "stateful_services",
+                         "peer_cache_entries"});
+        net->integer("peer_cache_entries", 1024, 1 << 20, c.peer_cache_entries);
         read_names(chk, *net, "datacenters", dcs);
         read_names(chk, *net, "types", types);
         read_prefix_list(chk, *net, "yattl_exclude", c.yattl_exclude);
@@ -1137,7 +1139,8 @@ std::string config::canonical() const {
     o << "[network]\ndatacenters = " << names(datacenters) << "\ntypes = " << names(net_types)
       << "\nlocal_dc = " << quoted(local_dc ? datacenters[local_dc - 1] : "")
       << "\nyattl_exclude = " << prefixes(yattl_exclude)
-      << "\nstateful_services = " << prefixes(stateful_services) << "\n\n";
+      << "\nstateful_services = " << prefixes(stateful_services)
+      << "\npeer_cache_entries = " << peer_cache_entries << "\n\n";
     o << "[tcp_tos]\n";
     if (listen_dscp) {
         o << "listen_dscp = " << quoted(dscp_name(*listen_dscp)) << "\n";

@@ -42,6 +42,8 @@
 //   local_dc = ""                        # this host's datacenter; required once a network exists
 //   yattl_exclude = []                   # prefixes where YaTTL stays off
 //   stateful_services = []               # prefixes (IPVS, NAT64, TUN64) with a fixed flow label
+//   peer_cache_entries = 16384           # peers whose network and deciding rule the programs
+//                                        # remember (two LRUs; 1024..1048576)
 //
 //   [[networks]]                         # each: prefix (required), dc and type (required names)
 //   prefix = "2001:db8:a100::/40"        # IPv6 or IPv4 CIDR, no host bits; a bare address is
@@ -154,6 +156,7 @@ struct config {
     // [net_stat]
     uint32_t net_stat_max_cgroups = 4096;      // stat_cgroup's max_entries
     uint32_t net_stat_max_dc_entries = 16384;  // see dc_map_entries() in generation.hpp
+    uint32_t peer_cache_entries = 16384;       // max_entries of peer_cache and decisions
 
     // [network], [[networks]], [project_sets], [[rules]], [tcp_tos]
     std::vector<std::string> datacenters;  // id = index + 1

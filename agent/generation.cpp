@@ -38,19 +38,31 @@ bool needs_object(const config& cfg, std::string_view object) {
     return false;
 }
 
-bool set_max_entries(ebpf::collection_spec& spec, const char* map, uint32_t n, std::string& error) {
+bool set_max_entries(ebpf::collection_spec& spec, std::string_view object, const char* map,
+                     uint32_t n, std::string& error) {
     ebpf::map_spec* m = spec.map(map);
     if (!m) {
-        error = std::string("object net_stat: map ") + map + " is missing";
+        error = "object " + std::string(object) + ": map " + map + " is missing";
         return false;
     }
     m->max_entries = n;
     return true;
 }
 
+// Sizes the peer caches (net_stat's peer_cache, the policy's decisions) where the object has
+// them: an object given with --object may do without.
+void size_caches(const config& cfg, ebpf::collection_spec& spec) {
+    for (const char* name : {"peer_cache", "decisions"}) {
+        if (ebpf::map_spec* m = spec.map(name)) {
+            m->max_entries = cfg.peer_cache_entries;
+        }
+    }
+}
+
 // Applies the config to the spec before load: constants and map sizes.
 bool prepare(const config& cfg, std::string_view object, ebpf::collection_spec& spec,
              std::string& error) {
+    size_caches(cfg, spec);
     if (object == "tclass_lock") {
         auto r = spec.set_variable<uint32_t>(TCLASS_LOCK_VAR_LOCK_IP_TOS, cfg.lock_ip_tos ? 1 : 0);
         if (!r) {
@@ -60,9 +72,10 @@ bool prepare(const config& cfg, std::string_view object, ebpf::collection_spec& 
     }
     if (object == "net_stat") {
         const uint32_t half = dc_map_entries(cfg.net_stat_max_dc_entries);
-        return set_max_entries(spec, NET_STAT_MAP_CGROUP, cfg.net_stat_max_cgroups, error) &&
-               set_max_entries(spec, NET_STAT_MAP_DC, half, error) &&
-               set_max_entries(spec, NET_STAT_MAP_DC_1, half, error);
+        return set_max_entries(spec, object, NET_STAT_MAP_CGROUP, cfg.net_stat_max_cgroups,
+                               error) &&
+               set_max_entries(spec, object, NET_STAT_MAP_DC, half, error) &&
+               set_max_entries(spec, object, NET_STAT_MAP_DC_1, half, error);
     }
     return true;
 }
@@ -158,6 +171,9 @@ std::vector<map_fill> count_fills(const generation& g) {
         for (const auto& [name, m] : c.maps()) {
             if (object == "net_stat" && name.rfind("stat_", 0) == 0) {
                 continue;  // the counter maps' fill comes from the scrape
+            }
+            if (m.type() == BPF_MAP_TYPE_LRU_HASH) {
+                continue;  // the peer caches: the programs fill them, not a generation
             }
             if (m.type() == BPF_MAP_TYPE_ARRAY || m.type() == BPF_MAP_TYPE_PERCPU_ARRAY) {
                 continue;

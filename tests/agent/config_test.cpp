@@ -136,6 +136,9 @@ TEST(AgentConfig, BadValues) {
               "/etc/ebpf-agent.toml:2:16: metrics.cgroup_depth: must be 1..16, got 17");
     EXPECT_EQ(error_of("[net_stat]\nmax_cgroups = 0\n"),
               "/etc/ebpf-agent.toml:2:15: net_stat.max_cgroups: must be 64..1048576, got 0");
+    EXPECT_EQ(error_of("[network]\npeer_cache_entries = 100\n"),
+              "/etc/ebpf-agent.toml:2:22: network.peer_cache_entries: must be 1024..1048576, got "
+              "100");
     EXPECT_EQ(error_of("[agent]\nbpffs_dir = \"ebpf-agent\"\n"),
               "/etc/ebpf-agent.toml:2:13: agent.bpffs_dir: must be an absolute path below a "
               "bpffs mount");
@@ -438,6 +441,9 @@ TEST(AgentConfig, RestartOnlyChanges) {
     std::string reloadable = text;
     reloadable.replace(reloadable.find("rto_init = \"40ms\""), 17, "rto_init = \"60ms\"");
     reloadable.replace(reloadable.find("level = \"info\""), 14, "level = \"debug\"");
+    // The peer caches are a generation's own maps: a reload makes new ones of the new size.
+    reloadable.replace(reloadable.find("peer_cache_entries = 16384"), 26,
+                       "peer_cache_entries = 65536");
     agent::config next = parse_ok(reloadable);
     EXPECT_NE(next.hash(), running.hash());
     EXPECT_TRUE(agent::restart_only_changes(running, next).empty());

@@ -587,13 +587,28 @@ TEST_F(AgentTest, SighupAppliesANewTableToNewConnectionsAndABadFileKeepsTheOldCo
     ASSERT_TRUE(d.wait_ready()) << d.log();
     EXPECT_EQ(test::run_in_cgroup(cg_, connect_and_read_dscp), 24) << "CS3 from the config";
 
+    // The capacity of one of the running generation's maps ("object/map"), found by its id.
+    auto capacity = [&](const char* map) -> int64_t {
+        const nlohmann::json state = d.state();
+        if (!state["maps"].contains(map)) {
+            return -1;
+        }
+        auto m = map::from_id(state["maps"][map].get<uint32_t>());
+        return m ? int64_t(m->max_entries()) : -1;
+    };
+    EXPECT_EQ(capacity("tcp_rto/decisions"), 16384);
+    EXPECT_EQ(capacity("net_stat/peer_cache"), 16384);
+
     std::string text = test::read_file(config);
     text.replace(text.find("dscp = \"CS3\""), 12, "dscp = \"CS5\"");
+    text.replace(text.find("[network]\n"), 10, "[network]\npeer_cache_entries = 2048\n");
     test::write_file(config, text);
     auto ok = run_agent({"reload", "--config", config});
     EXPECT_EQ(ok.exit_code, 0) << ok.err << d.log();
     EXPECT_EQ(test::run_in_cgroup(cg_, connect_and_read_dscp), 40) << "CS5 after the reload";
     EXPECT_EQ(attached_names(cg_.fd()), every_program());
+    EXPECT_EQ(capacity("tcp_rto/decisions"), 2048) << "the new generation's size";
+    EXPECT_EQ(capacity("net_stat/peer_cache"), 2048);
 
     test::write_file(config, text + "\n[rules2]\n");
     auto bad = run_agent({"reload", "--config", config});
