@@ -54,27 +54,27 @@ std::optional<label_names> read_pinned_labels(const config& cfg, std::string& er
     if (!fs::exists(path, ec)) {
         return std::nullopt;
     }
-    auto m = ebpf::map::from_pin(path);
-    if (!m || m->key_size() != sizeof(uint32_t) || m->value_size() != sizeof(label_pin_value)) {
-        error = path + ": " + (m ? std::string("not a label map") : m.error().message());
+    auto fail = [&](const ebpf::error& e) {
+        error = path + ": " + e.message();
         return std::nullopt;
+    };
+    auto m = ebpf::map::from_pin(path);
+    if (!m) {
+        return fail(m.error());
+    }
+    auto view = ebpf::hash<uint32_t, label_pin_value>::view(*m);  // checks the layout
+    if (!view) {
+        return fail(view.error());
+    }
+    auto keys = view->keys();
+    if (!keys) {
+        return fail(keys.error());
     }
     std::vector<std::pair<uint32_t, label_pin_value>> entries;
-    uint32_t key = 0, next = 0;
-    for (bool first = true;; first = false) {
-        auto more = m->next_key(first ? nullptr : &key, &next);
-        if (!more) {
-            error = path + ": " + more.error().message();
-            return std::nullopt;
+    for (uint32_t key : *keys) {
+        if (auto v = view->lookup(key); v && *v) {
+            entries.push_back({key, **v});
         }
-        if (!*more) {
-            break;
-        }
-        label_pin_value v{};
-        if (auto found = m->lookup(&next, &v); found && *found) {
-            entries.push_back({next, v});
-        }
-        key = next;
     }
     return labels_from_pin(entries);
 }
@@ -270,17 +270,27 @@ bool open_target_cgroup(const config& cfg, target_cgroup& out, std::string& erro
     return true;
 }
 
-int running_daemon_pid(const config& cfg) {
+nlohmann::json read_state_file(const config& cfg) {
     std::ifstream f(state_path(cfg));
     if (!f) {
-        return 0;
+        return nullptr;
     }
     auto j = nlohmann::json::parse(f, nullptr, false);
-    if (j.is_discarded() || !j.contains("pid")) {
-        return 0;
+    return j.is_discarded() ? nlohmann::json(nullptr) : j;
+}
+
+nlohmann::json running_daemon_state(const config& cfg) {
+    nlohmann::json j = read_state_file(cfg);
+    if (!j.is_object() || !j.contains("pid") || !j["pid"].is_number_integer()) {
+        return nullptr;
     }
     const int pid = j["pid"].get<int>();
-    return pid != ::getpid() && pid_alive(pid) ? pid : 0;
+    return pid != ::getpid() && pid_alive(pid) ? j : nlohmann::json(nullptr);
+}
+
+int running_daemon_pid(const config& cfg) {
+    const nlohmann::json j = running_daemon_state(cfg);
+    return j.is_null() ? 0 : j["pid"].get<int>();
 }
 
 bool check_load(const config& cfg, const run_options& o, std::string& error) {
@@ -449,7 +459,7 @@ struct daemon {
     }
 
     // Keep mode: pins the names the counters' ids stand for, replacing the last ones.
-    bool pin_labels(std::string& error) {
+    bool pin_labels(const label_names& names, std::string& error) {
         auto m = ebpf::map::create({.type = BPF_MAP_TYPE_HASH,
                                     .key_size = sizeof(uint32_t),
                                     .value_size = sizeof(label_pin_value),
@@ -460,7 +470,7 @@ struct daemon {
             error = "create the label map: " + m.error().message();
             return false;
         }
-        for (const auto& [key, v] : label_pin_entries(build_label_names(cfg))) {
+        for (const auto& [key, v] : label_pin_entries(names)) {
             if (auto r = m->update(&key, &v); !r) {
                 error = "fill the label map: " + r.error().message();
                 return false;
@@ -615,7 +625,7 @@ struct daemon {
                     return false;
                 }
             }
-            return pin_labels(error);
+            return pin_labels(build_label_names(cfg), error);
         }
         remove_pins();
         return true;
@@ -996,16 +1006,19 @@ struct daemon {
         for (auto& a : attached) {
             a.prog_id = program_id(*next_gen.program(a.def->object, a.def->name));
         }
+        label_names next_labels = build_label_names(next);
+        const bool renamed = next_labels.dc != labels.dc || next_labels.net_type != labels.net_type;
         {
             std::lock_guard lock(mu);
             gen = std::move(next_gen);
             cfg = std::move(next);
-            labels = build_label_names(cfg);
+            labels = std::move(next_labels);
             collector->set_maps(current_counter_maps());
             collector->set_options(rollup());
         }
         log_setup(cfg.log_level_, cfg.log_format_, std::getenv("JOURNAL_STREAM") == nullptr);
-        if (std::string pin_error; cfg.on_stop == on_stop_mode::keep && !pin_labels(pin_error)) {
+        if (std::string pin_error;
+            renamed && cfg.on_stop == on_stop_mode::keep && !pin_labels(labels, pin_error)) {
             log_warn("the new names are not pinned: the next start may restart the counters",
                      {{"error", pin_error}});
         }
@@ -1161,9 +1174,8 @@ int run_reload(const config& cfg, int timeout_ms) {
         return exit_failure;
     }
     auto read_reload = [&]() -> nlohmann::json {
-        std::ifstream f(state_path(cfg));
-        auto j = nlohmann::json::parse(f, nullptr, false);
-        return j.is_discarded() ? nlohmann::json{} : j.value("last_reload", nlohmann::json{});
+        const nlohmann::json j = read_state_file(cfg);
+        return j.is_object() ? j.value("last_reload", nlohmann::json{}) : nlohmann::json{};
     };
     const nlohmann::json before = read_reload();
     if (::kill(pid, SIGHUP) != 0) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "config.hpp"
 #include "ebpf/cgroup.hpp"
 #include "generation.hpp"
@@ -76,6 +78,13 @@ int run_cleanup(const config& cfg, bool dry_run);
 
 // Sends SIGHUP to the running daemon and waits for its reload result.
 int run_reload(const config& cfg, int timeout_ms);
+
+// The state file's contents (JSON), or null when it is missing or unreadable.
+nlohmann::json read_state_file(const config& cfg);
+
+// The running daemon's state file, or null when no daemon runs with this config (no file, or
+// its pid is gone or is this process).
+nlohmann::json running_daemon_state(const config& cfg);
 
 // Reads the running daemon's pid from the state file; 0 if none runs.
 int running_daemon_pid(const config& cfg);

@@ -1062,21 +1062,24 @@ void render_self(const self_state& self, const counter_snapshot& snapshot, size_
         }
     }
     if (snapshot.has_errors) {
-        put_help(out, "ebpf_agent_uncounted_bytes_total",
-                 "Bytes the counter map could not count because it was full.", "counter");
-        for (uint32_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
-            const uncounted_slot& u = uncounted_slots[i];
-            put_sample(out, "ebpf_agent_uncounted_bytes_total",
-                       {{"map", u.map}, {"direction", u.direction}},
-                       double(snapshot.uncounted[i].bytes));
-        }
-        put_help(out, "ebpf_agent_uncounted_packets_total",
-                 "Packets the counter map could not count because it was full.", "counter");
-        for (uint32_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
-            const uncounted_slot& u = uncounted_slots[i];
-            put_sample(out, "ebpf_agent_uncounted_packets_total",
-                       {{"map", u.map}, {"direction", u.direction}},
-                       double(snapshot.uncounted[i].packets));
+        struct family {
+            const char* name;
+            const char* help;
+            __u64 net_stat_value::*field;
+        };
+        for (const family& f :
+             {family{"ebpf_agent_uncounted_bytes_total",
+                     "Bytes the counter map could not count because it was full.",
+                     &net_stat_value::bytes},
+              family{"ebpf_agent_uncounted_packets_total",
+                     "Packets the counter map could not count because it was full.",
+                     &net_stat_value::packets}}) {
+            put_help(out, f.name, f.help, "counter");
+            for (uint32_t i = 0; i < NET_STAT_ERR_MAX; ++i) {
+                const uncounted_slot& u = uncounted_slots[i];
+                put_sample(out, f.name, {{"map", u.map}, {"direction", u.direction}},
+                           double(snapshot.uncounted[i].*f.field));
+            }
         }
     }
     put_help(out, "ebpf_agent_cgroups_tracked",

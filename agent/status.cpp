@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -25,15 +24,6 @@ namespace agent {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json read_state(const config& cfg) {
-    if (!running_daemon_pid(cfg)) {
-        return nullptr;
-    }
-    std::ifstream f(state_path(cfg));
-    auto j = nlohmann::json::parse(f, nullptr, false);
-    return j.is_discarded() ? nlohmann::json(nullptr) : j;
-}
 
 struct pinned_link {
     std::string name;
@@ -72,7 +62,7 @@ int run_status(const config& cfg, output_format format, std::ostream& out) {
         log_error("status", {{"error", error}});
         return exit_failure;
     }
-    const nlohmann::json state = read_state(cfg);
+    const nlohmann::json state = running_daemon_state(cfg);
     const auto pins = read_pinned_links(cfg);
 
     // Program ids the agent owns, with what it knows of each.
@@ -188,7 +178,7 @@ namespace {
 // Opens net_stat's counter maps: the running daemon's (by id) or the pinned ones.
 bool open_counter_maps(const config& cfg, std::map<std::string, ebpf::map>& out,
                        std::string& where) {
-    const nlohmann::json state = read_state(cfg);
+    const nlohmann::json state = running_daemon_state(cfg);
     for (const char* name :
          {NET_STAT_MAP_CGROUP, NET_STAT_MAP_DC, NET_STAT_MAP_DC_1, NET_STAT_MAP_ERRORS}) {
         const std::string key = std::string("net_stat/") + name;

@@ -290,6 +290,24 @@ int main(int argc, char** argv) {
     temp_tree tree;
     bench_cgroups new_cgroups;
 
+    // One scrape as the daemon makes it: the maps read, the rows rolled up, the page rendered.
+    // False (the benchmark told why) when the read fails.
+    auto scrape = [&](benchmark::State& st, agent::counter_snapshot& snap,
+                      agent::cgroup_rollup& rollup, const auto& resolve_fn, std::string& page) {
+        page.clear();
+        auto r = agent::read_counters(maps, snap);
+        if (!r) {
+            st.SkipWithError(r.error().message().c_str());
+            return false;
+        }
+        rollup.fold(snap.rows, resolve_fn);
+        agent::render_traffic(rollup, f.dcs, f.nets, page);
+        agent::render_self(f.self, snap, rollup.labels_in_use(), 0, agent::read_process_stats(),
+                           page);
+        benchmark::DoNotOptimize(page.data());
+        return true;
+    };
+
     size_t page_bytes = 0, short_page_bytes = 0, series = 0;
     struct bench_case {
         std::string name;
@@ -364,17 +382,9 @@ int main(int argc, char** argv) {
              agent::cgroup_rollup rollup(opts);
              std::string page;
              for (auto _ : st) {
-                 page.clear();
-                 auto r = agent::read_counters(maps, snap);
-                 if (!r) {
-                     st.SkipWithError(r.error().message().c_str());
+                 if (!scrape(st, snap, rollup, resolve, page)) {
                      return;
                  }
-                 rollup.fold(snap.rows, resolve);
-                 agent::render_traffic(rollup, f.dcs, f.nets, page);
-                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
-                                    agent::read_process_stats(), page);
-                 benchmark::DoNotOptimize(page.data());
              }
          }},
         // The same while the cgroups change: before each scrape one cgroup's keys go and a new
@@ -408,17 +418,9 @@ int main(int argc, char** argv) {
                  move_keys(100000 + k % kChurnPool, kChurnBase + k % kChurnPool);
                  ++k;
                  st.ResumeTiming();
-                 page.clear();
-                 auto r = agent::read_counters(maps, snap);
-                 if (!r) {
-                     st.SkipWithError(r.error().message().c_str());
-                     return;
+                 if (!scrape(st, snap, rollup, resolve, page)) {
+                     break;
                  }
-                 rollup.fold(snap.rows, resolve);
-                 agent::render_traffic(rollup, f.dcs, f.nets, page);
-                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
-                                    agent::read_process_stats(), page);
-                 benchmark::DoNotOptimize(page.data());
              }
              for (uint32_t i = 0; i < k && i < kChurnPool; ++i) {
                  move_keys(kChurnBase + i, 100000 + i);
@@ -430,17 +432,9 @@ int main(int argc, char** argv) {
              agent::cgroup_rollup rollup(opts);
              std::string page;
              for (auto _ : st) {
-                 page.clear();
-                 auto r = agent::read_counters(maps, snap);
-                 if (!r) {
-                     st.SkipWithError(r.error().message().c_str());
+                 if (!scrape(st, snap, rollup, resolve_short, page)) {
                      return;
                  }
-                 rollup.fold(snap.rows, resolve_short);
-                 agent::render_traffic(rollup, f.dcs, f.nets, page);
-                 agent::render_self(f.self, snap, rollup.labels_in_use(), 0,
-                                    agent::read_process_stats(), page);
-                 benchmark::DoNotOptimize(page.data());
              }
              short_page_bytes = page.size();
          }},

@@ -123,13 +123,9 @@ static long policy_match_rule(__u32 i, struct policy_match* m) {
     return 1;
 }
 
-/* The decision for the peer in `peer`: the rule's index, or -1 (also when the tables are
- * empty). */
-static __always_inline int policy_lookup(struct policy_peer* peer, struct policy_network* net) {
-    __u32 zero = 0;
-    struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
-    if (!cfg || cfg->rule_count == 0)
-        return -1;
+/* The decision for the peer in `peer` under `cfg` (rules in use): the rule's index, or -1. */
+static __always_inline int policy_lookup(const struct policy_config* cfg, struct policy_peer* peer,
+                                         struct policy_network* net) {
     struct policy_network* found = bpf_map_lookup_elem(&networks, &peer->key);
     if (found)
         *net = *found;
@@ -176,7 +172,7 @@ __attribute__((noinline)) int policy_decide_index(struct bpf_sock_ops* s, struct
     struct policy_config* cfg = bpf_map_lookup_elem(&config, &zero);
     if (!cfg || cfg->rule_count == 0)
         return -1;
-    struct policy_decision made = {.rule = policy_lookup(peer, net)};
+    struct policy_decision made = {.rule = policy_lookup(cfg, peer, net)};
     made.net = *net;
     bpf_map_update_elem(&decisions, &k, &made, BPF_ANY);
     return made.rule;

@@ -148,6 +148,37 @@ std::string series(const char* family, const std::string& cgroup, const char* dc
            "\",net=\"" + net + "\"}";
 }
 
+// Expects the page to show `n` datagrams of udp_traffic() each way for (cgroup, dc, net).
+void expect_datagrams(const std::string& page, const std::string& cg, const char* dc,
+                      const char* net, uint64_t n) {
+    for (const std::string dir : {"transmit", "receive"}) {
+        EXPECT_EQ(test::metric_value(page, series((dir + "_packets_total").c_str(), cg, dc, net)),
+                  n)
+            << page;
+        EXPECT_EQ(test::metric_value(page, series((dir + "_bytes_total").c_str(), cg, dc, net)),
+                  n * udp_packet_bytes)
+            << page;
+    }
+}
+
+// The rows of the cgroup labelled `cg` in `stats -o json` on `config` (empty after a failure,
+// which is reported).
+std::vector<nlohmann::json> stats_rows(const std::string& config, const std::string& cg) {
+    auto stats = run_agent({"stats", "--config", config, "-o", "json"});
+    EXPECT_EQ(stats.exit_code, 0) << stats.err;
+    std::vector<nlohmann::json> out;
+    if (stats.exit_code != 0) {
+        return out;
+    }
+    const nlohmann::json j = nlohmann::json::parse(stats.out);
+    for (const auto& r : j["rows"]) {
+        if (r["cgroup"] == cg) {
+            out.push_back(r);
+        }
+    }
+    return out;
+}
+
 // Scrapes /metrics until `series` reads `value` (6 s at most: new cgroups are resolved by a
 // rate-limited walk) and returns the last page.
 std::string scrape_until(const std::string& address, const std::string& series, double value) {
@@ -331,47 +362,23 @@ TEST_F(AgentTest, TrafficFromTheCgroupIsCountedExactlyInMetricsAndStats) {
     const std::string cg = label_of(cg_.path());
     const std::string page =
         scrape_until(address, series("transmit_packets_total", cg, "dc2", "fastbone"), 3);
-    for (const char* dir : {"transmit", "receive"}) {
-        const std::string d1 = std::string(dir);
-        EXPECT_EQ(test::metric_value(
-                      page, series((d1 + "_packets_total").c_str(), cg, "dc1", "backbone")),
-                  5)
-            << page;
-        EXPECT_EQ(
-            test::metric_value(page, series((d1 + "_bytes_total").c_str(), cg, "dc1", "backbone")),
-            5 * udp_packet_bytes)
-            << page;
-        EXPECT_EQ(test::metric_value(
-                      page, series((d1 + "_packets_total").c_str(), cg, "dc2", "fastbone")),
-                  3)
-            << page;
-        EXPECT_EQ(
-            test::metric_value(page, series((d1 + "_bytes_total").c_str(), cg, "dc2", "fastbone")),
-            3 * udp_packet_bytes)
-            << page;
-    }
+    expect_datagrams(page, cg, "dc1", "backbone", 5);
+    expect_datagrams(page, cg, "dc2", "fastbone", 3);
     EXPECT_EQ(test::metric_value(page,
                                  "ebpf_agent_program_attached{program=\"net_stat_dc_tx\","
                                  "attach_type=\"egress\",mode=\"link\"}"),
               1)
         << page;
 
-    auto stats = run_agent({"stats", "--config", config, "-o", "json"});
-    ASSERT_EQ(stats.exit_code, 0) << stats.err;
-    auto j = nlohmann::json::parse(stats.out);
-    int found = 0;
-    for (const auto& r : j["rows"]) {
-        if (r["cgroup"] != cg) {
-            continue;
-        }
+    const auto rows = stats_rows(config, cg);
+    for (const auto& r : rows) {
         const uint64_t n = r["dc"] == "dc1" ? 5 : 3;
         EXPECT_EQ(r["tx_packets"], n) << r;
         EXPECT_EQ(r["rx_packets"], n) << r;
         EXPECT_EQ(r["tx_bytes"], n * udp_packet_bytes) << r;
         EXPECT_EQ(r["rx_bytes"], n * udp_packet_bytes) << r;
-        ++found;
     }
-    EXPECT_EQ(found, 2) << stats.out;
+    EXPECT_EQ(rows.size(), 2u);
     d.signal(SIGTERM);
     EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
@@ -398,35 +405,18 @@ TEST_F(AgentTest, WithoutTheDcProgramsTrafficIsCountedPerCgroup) {
     const std::string cg = label_of(cg_.path());
     const std::string page =
         scrape_until(address, series("transmit_packets_total", cg, "other", "other"), 8);
-    for (const char* dir : {"transmit", "receive"}) {
-        const std::string d1 = std::string(dir);
-        EXPECT_EQ(
-            test::metric_value(page, series((d1 + "_packets_total").c_str(), cg, "other", "other")),
-            8)
-            << page;
-        EXPECT_EQ(
-            test::metric_value(page, series((d1 + "_bytes_total").c_str(), cg, "other", "other")),
-            8 * udp_packet_bytes)
-            << page;
-    }
+    expect_datagrams(page, cg, "other", "other", 8);
     EXPECT_EQ(page.find("program=\"net_stat_dc_tx\""), std::string::npos) << page;
 
-    auto stats = run_agent({"stats", "--config", config, "-o", "json"});
-    ASSERT_EQ(stats.exit_code, 0) << stats.err;
-    auto j = nlohmann::json::parse(stats.out);
-    int found = 0;
-    for (const auto& r : j["rows"]) {
-        if (r["cgroup"] != cg) {
-            continue;
-        }
+    const auto rows = stats_rows(config, cg);
+    for (const auto& r : rows) {
         EXPECT_EQ(r["dc"], "other") << r;
         EXPECT_EQ(r["tx_packets"], 8) << r;
         EXPECT_EQ(r["rx_packets"], 8) << r;
         EXPECT_EQ(r["tx_bytes"], 8 * udp_packet_bytes) << r;
         EXPECT_EQ(r["rx_bytes"], 8 * udp_packet_bytes) << r;
-        ++found;
     }
-    EXPECT_EQ(found, 1) << stats.out;
+    EXPECT_EQ(rows.size(), 1u);
     d.signal(SIGTERM);
     EXPECT_EQ(d.wait_exit(), 0) << d.log();
 }
@@ -490,12 +480,9 @@ TEST_F(AgentTest, KeepModeRestartKeepsLinksAndCountersAndLosesNoPacket) {
         ASSERT_EQ(generator_status, 0);
         const long sent = std::stol(test::read_file(sent_file));
         EXPECT_GT(sent, 100);
-        auto stats = run_agent({"stats", "--config", config, "-o", "json"});
-        ASSERT_EQ(stats.exit_code, 0) << stats.err;
-        auto j = nlohmann::json::parse(stats.out);
         uint64_t counted = 0;
-        for (const auto& r : j["rows"]) {
-            if (r["cgroup"] == label_of(cg_.path()) && r["dc"] == "dc1") {
+        for (const auto& r : stats_rows(config, label_of(cg_.path()))) {
+            if (r["dc"] == "dc1") {
                 counted += r["tx_packets"].get<uint64_t>();
             }
         }
@@ -528,11 +515,8 @@ TEST_F(AgentTest, KeepModeCountersGoOnOnlyWhileTheDatacentersKeepTheirIds) {
     // tx packets of the test's cgroup per dc name, read by `stats` from the pins.
     auto counted = [&](const std::string& config) {
         std::map<std::string, uint64_t> out;
-        auto stats = run_agent({"stats", "--config", config, "-o", "json"});
-        EXPECT_EQ(stats.exit_code, 0) << stats.err;
-        const auto j = nlohmann::json::parse(stats.out);
-        for (const auto& r : j["rows"]) {
-            if (r["cgroup"] == label_of(cg_.path()) && r["tx_packets"].get<uint64_t>() > 0) {
+        for (const auto& r : stats_rows(config, label_of(cg_.path()))) {
+            if (r["tx_packets"].get<uint64_t>() > 0) {
                 out[r["dc"].get<std::string>()] += r["tx_packets"].get<uint64_t>();
             }
         }

@@ -537,6 +537,15 @@ constexpr const char* service_peer = "fd00:2::7777:0:9";
 const std::vector<std::string> loopback_addresses = {local_address, rehash_peer, flagged_peer,
                                                      service_peer};
 
+// One connection to `peer` losing its data for 1 s (data_retransmits, from `local_address`),
+// and the check of its labels; returns the mismatches.
+int data_labels(capture& cap, const data_peer& env, bool passive, const char* peer, uint16_t port,
+                const char* what, bool fixed) {
+    retransmits x;
+    const int bad = data_retransmits(cap, env, passive, local_address, peer, port, 0, 1000, x);
+    return bad ? bad : check_data_labels(what, x, fixed);
+}
+
 // Active side, fixed label: the SYN, the data and every retransmit of the data carry one label,
 // whether the rule or the network's flag fixes it.
 TEST_F(TcpRtoDataTest, FixedLabelHoldsForDataRetransmits) {
@@ -546,15 +555,8 @@ TEST_F(TcpRtoDataTest, FixedLabelHoldsForDataRetransmits) {
             return 90;
         }
         capture cap("lo");
-        int bad = 0;
-        retransmits flagged, service;
-        bad +=
-            data_retransmits(cap, env, false, local_address, flagged_peer, 7101, 0, 1000, flagged);
-        bad += check_data_labels("stateful-service prefix", flagged, true);
-        bad +=
-            data_retransmits(cap, env, false, local_address, service_peer, 7102, 0, 1000, service);
-        bad += check_data_labels("rule with a fixed label", service, true);
-        return bad;
+        return data_labels(cap, env, false, flagged_peer, 7101, "stateful-service prefix", true) +
+               data_labels(cap, env, false, service_peer, 7102, "rule with a fixed label", true);
     };
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
     EXPECT_EQ(stat(TCP_RTO_STAT_LABEL_FAILED), 0u);
@@ -569,10 +571,7 @@ TEST_F(TcpRtoDataTest, RehashGivesDataRetransmitsNewLabels) {
             return 90;
         }
         capture cap("lo");
-        retransmits x;
-        const int bad =
-            data_retransmits(cap, env, false, local_address, rehash_peer, 7103, 0, 1000, x);
-        return bad ? bad : check_data_labels("rehash", x, false);
+        return data_labels(cap, env, false, rehash_peer, 7103, "rehash", false);
     };
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
 }
@@ -587,17 +586,11 @@ TEST_F(TcpRtoDataTest, PassiveSideFixedLabelHoldsForDataRetransmits) {
             return 90;
         }
         capture cap("lo");
-        int bad = 0;
-        retransmits flagged, service, rehash;
-        bad +=
-            data_retransmits(cap, env, true, local_address, flagged_peer, 7104, 0, 1000, flagged);
-        bad += check_data_labels("passive, stateful-service prefix", flagged, true);
-        bad +=
-            data_retransmits(cap, env, true, local_address, service_peer, 7105, 0, 1000, service);
-        bad += check_data_labels("passive, rule with a fixed label", service, true);
-        bad += data_retransmits(cap, env, true, local_address, rehash_peer, 7106, 0, 1000, rehash);
-        bad += check_data_labels("passive, rehash", rehash, false);
-        return bad;
+        return data_labels(cap, env, true, flagged_peer, 7104, "passive, stateful-service prefix",
+                           true) +
+               data_labels(cap, env, true, service_peer, 7105, "passive, rule with a fixed label",
+                           true) +
+               data_labels(cap, env, true, rehash_peer, 7106, "passive, rehash", false);
     };
     EXPECT_EQ(run_in_cgroup(cg_, scenario), 0) << "see the lines above for each mismatch";
     EXPECT_EQ(stat(TCP_RTO_STAT_LABEL_FAILED), 0u);

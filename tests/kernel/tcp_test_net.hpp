@@ -23,6 +23,7 @@
 
 #include "capture.hpp"
 #include "ebpf/spec/insn.hpp"
+#include "test_programs.hpp"
 
 namespace ebpf::test {
 
@@ -94,25 +95,17 @@ inline void close_now(int fd) {
 // counts it down; then passes. At a peer's ingress it makes the other end retransmit: 1 loses
 // the first SYN, a large count makes the peer deaf.
 inline std::vector<bpf_insn> drop_program(int map_fd) {
-    using namespace insn;
-    auto m = ld_map_fd(r1, map_fd);
-    return {
-        st_mem(BPF_W, r10, -4, 0),
-        mov64_reg(r2, r10),
-        alu64_imm(BPF_ADD, r2, -4),
-        m.lo,
-        m.hi,
-        call(BPF_FUNC_map_lookup_elem),
-        jmp_imm(BPF_JEQ, r0, 0, 6),
-        ldx_mem(BPF_DW, r1, r0, 0),
-        jmp_imm(BPF_JEQ, r1, 0, 4),
-        alu64_imm(BPF_ADD, r1, -1),
-        stx_mem(BPF_DW, r0, r1, 0),
-        mov64_imm(r0, 0),
-        exit(),
-        mov64_imm(r0, 1),
-        exit(),
-    };
+    return at_key0(map_fd, {
+                               jmp_imm(BPF_JEQ, r0, 0, 6),
+                               ldx_mem(BPF_DW, r1, r0, 0),
+                               jmp_imm(BPF_JEQ, r1, 0, 4),
+                               alu64_imm(BPF_ADD, r1, -1),
+                               stx_mem(BPF_DW, r0, r1, 0),
+                               mov64_imm(r0, 0),
+                               exit(),
+                               mov64_imm(r0, 1),
+                               exit(),
+                           });
 }
 
 inline sockaddr_in6 ipv6_address(const char* addr, uint16_t port) {

@@ -3,6 +3,7 @@
 
 #include <linux/bpf.h>
 
+#include <initializer_list>
 #include <vector>
 
 #include "ebpf/spec/insn.hpp"
@@ -10,6 +11,17 @@
 namespace ebpf::test {
 
 using namespace ebpf::insn;
+
+// Looks up key 0 of the array `map_fd`, then goes on with `rest`, r0 = the value's address or 0.
+inline std::vector<bpf_insn> at_key0(int map_fd, std::initializer_list<bpf_insn> rest) {
+    auto m = ld_map_fd(r1, map_fd);
+    std::vector<bpf_insn> code = {
+        st_mem(BPF_W, r10, -4, 0),      mov64_reg(r2, r10), alu64_imm(BPF_ADD, r2, -4), m.lo, m.hi,
+        call(BPF_FUNC_map_lookup_elem),
+    };
+    code.insert(code.end(), rest);
+    return code;
+}
 
 // cgroup_skb: adds skb->len and 1 to {u64 bytes, u64 packets} at key 0 of an array; passes.
 inline std::vector<bpf_insn> count_skb_program(int map_fd) {
@@ -69,20 +81,13 @@ inline std::vector<bpf_insn> tclass_lock_program() {
 
 // socket filter: returns the u32 at key 0 of an array (0 if the lookup fails).
 inline std::vector<bpf_insn> read_array_program(int map_fd) {
-    auto m = ld_map_fd(r1, map_fd);
-    return {
-        st_mem(BPF_W, r10, -4, 0),
-        mov64_reg(r2, r10),
-        alu64_imm(BPF_ADD, r2, -4),
-        m.lo,
-        m.hi,
-        call(BPF_FUNC_map_lookup_elem),
-        jmp_imm(BPF_JEQ, r0, 0, 2),
-        ldx_mem(BPF_W, r0, r0, 0),
-        exit(),
-        mov64_imm(r0, 0),
-        exit(),
-    };
+    return at_key0(map_fd, {
+                               jmp_imm(BPF_JEQ, r0, 0, 2),
+                               ldx_mem(BPF_W, r0, r0, 0),
+                               exit(),
+                               mov64_imm(r0, 0),
+                               exit(),
+                           });
 }
 
 }  // namespace ebpf::test
